@@ -1,0 +1,17 @@
+/* The patctl subcommands; each returns a process exit status. */
+#ifndef PATCTL_COMMANDS_H
+#define PATCTL_COMMANDS_H
+
+#include <signal.h>
+
+int cmd_train(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+/* Set by SIGINT/SIGTERM once handlers are installed by main(). */
+extern volatile sig_atomic_t patctl_stop;
+
+/* Exit statuses. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+#endif

@@ -1,0 +1,62 @@
+/* patctl — physics-aware training controller: the command-line entry. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <gsl/gsl_errno.h>
+
+#include "controller/commands.h"
+
+volatile sig_atomic_t patctl_stop = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    patctl_stop = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: patctl [COMMAND] [OPTIONS]\n"
+            "\n"
+            "Trains physical neural networks with physics-aware training (PAT).\n"
+            "\n"
+            "commands:\n"
+            "  train      train a model (the default: the built-in quickstart)\n"
+            "  devices    list device drivers with their parameters and limits,\n"
+            "             and the serial ports found\n"
+            "  version    print version and the bound BLAS library\n"
+            "\n"
+            "`patctl COMMAND --help` describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    gsl_set_error_handler_off(); /* library errors are return codes, never abort() */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if (argc < 2)
+        return cmd_train(argc, argv);
+    const char *c = argv[1];
+    if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(c, "--version") == 0 || strcmp(c, "version") == 0)
+        return cmd_version(argc - 1, argv + 1);
+    if (strcmp(c, "train") == 0)
+        return cmd_train(argc - 1, argv + 1);
+    if (strcmp(c, "devices") == 0)
+        return cmd_devices(argc - 1, argv + 1);
+    if (c[0] == '-')  /* options of the default command */
+        return cmd_train(argc, argv);
+    fprintf(stderr, "patctl: unknown command '%s'\n\n", c);
+    usage(stderr);
+    return EXIT_USAGE;
+}

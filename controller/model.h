@@ -1,0 +1,69 @@
+/* The model graph: an ordered list of digital and physical layers over one
+ * flat parameter block.  Activations are [rows, cols] with rows = B * r,
+ * where r (rows per sample) changes at patches/concat layers. */
+#ifndef PATCTL_MODEL_H
+#define PATCTL_MODEL_H
+
+#include <stddef.h>
+
+#include "controller/config.h"
+#include "controller/rng.h"
+#include "devices/device.h"
+#include "surrogate/surrogate.h"
+
+typedef enum {
+    PASS_DEVICE,     /* physical layers run on the device (evaluation, ideal) */
+    PASS_PAT,        /* device forward + surrogate forward at what was sent */
+    PASS_SURROGATE,  /* surrogate only (in-silico training) */
+} pass_kind;
+
+typedef struct layer {
+    layer_spec spec;
+    int r_in, c_in, r_out, c_out;  /* rows per sample, columns */
+    long p_off, p_len;             /* parameter view in model.params */
+    int img_h, img_w;              /* patches: image size */
+    device *dev;                   /* physical: not owned (model.devices) */
+    surrogate *sur;                /* physical: owned */
+    float *ysur;                   /* physical: [cap*r, c_out] surrogate output scratch */
+    pass_kind last_pass;
+} layer;
+
+typedef struct model {
+    int n_layers;
+    layer L[CFG_MAX_LAYERS];
+    int h, w;                      /* input image */
+    int classes;                   /* output width */
+    int cap;                       /* batch capacity */
+    long n_params;
+    float *params, *grads;         /* [n_params] each, one allocation */
+    float *act[CFG_MAX_LAYERS + 1];  /* act[0] = input [cap, h*w], act[i+1] = out of layer i */
+    float *dact[CFG_MAX_LAYERS + 1];
+    int n_devices;
+    device *devices[CFG_MAX_DEVICES];  /* owned, config order */
+    device_spec specs[CFG_MAX_DEVICES];
+} model;
+
+/* Open the devices, build the layers, allocate for batches up to cap and
+ * initialise parameters from the INIT stream.  On error, a message. */
+int model_build(model *m, const run_config *c, int h, int w, int cap, rng_streams *rng,
+                char *err, size_t errlen);
+/* Make every device safe, close them, free everything.  Accepts a zeroed model. */
+void model_free(model *m);
+
+/* Forward x [B, h*w] through the graph; logits in model_logits(). */
+int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, size_t errlen);
+/* Backward from dlogits [B, classes]; accumulates into m->grads.  Physical
+ * layers use the surrogate's VJP (PAT / in-silico) or the device's exact VJP
+ * (ideal). */
+int model_backward(model *m, const float *dlogits, int B, train_mode mode, char *err, size_t errlen);
+float *model_logits(model *m);
+void model_zero_grad(model *m);
+/* Clamp every physical layer's parameters into its device's limits. */
+void model_project(model *m);
+/* Make every device safe (on abort/shutdown). Returns the first error. */
+int model_make_safe(model *m);
+
+/* Device counters summed over devices. */
+device_stats model_device_stats(const model *m);
+
+#endif

@@ -1,0 +1,9 @@
+/* The built-in driver tables (each defined in its own folder's api.c). */
+#ifndef PATCTL_DRIVERS_H
+#define PATCTL_DRIVERS_H
+
+#include "patctl/device.h"
+
+extern const struct patctl_driver patctl_driver_oscillators;
+
+#endif

@@ -1,0 +1,10 @@
+/* patctl version. */
+#ifndef PATCTL_VERSION_H
+#define PATCTL_VERSION_H
+
+#define PATCTL_VERSION_MAJOR 0
+#define PATCTL_VERSION_MINOR 1
+#define PATCTL_VERSION_PATCH 0
+#define PATCTL_VERSION_STRING "0.1.0"
+
+#endif

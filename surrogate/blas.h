@@ -1,0 +1,21 @@
+/* Thin helpers over CBLAS (bound to OpenBLAS at link time). float32, row-major. */
+#ifndef PATCTL_BLAS_H
+#define PATCTL_BLAS_H
+
+#include <stddef.h>
+
+/* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op = transpose when t* != 0.
+ * A is [M,K] (or [K,M] if ta), B is [K,N] (or [N,K] if tb). */
+void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha,
+                const float *A, const float *B, float beta, float *C);
+
+/* File name of the shared object that provides cblas_sgemm in this process,
+ * e.g. "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0". */
+const char *blas_library(void);
+
+/* OpenBLAS build configuration string and thread count, or NULL/0 when the
+ * bound BLAS is not OpenBLAS. */
+const char *blas_config(void);
+int blas_threads(void);
+
+#endif

@@ -1,0 +1,46 @@
+/* A surrogate: the differentiable digital model of one physical layer.
+ * forward(theta, x) -> y keeps what its VJP needs (the "tape"); backward()
+ * is the VJP of the LAST forward and ACCUMULATES into gx and gtheta.
+ * theta has the device's layout (its parameter blocks concatenated).
+ * Shapes: x [B, n_in], y [B, n_out], theta [n_theta]. */
+#ifndef PATCTL_SURROGATE_H
+#define PATCTL_SURROGATE_H
+
+#include "surrogate/oscillator.h"
+
+typedef struct surrogate surrogate;
+
+typedef struct surrogate_ops {
+    const char *kind;
+    int (*forward)(surrogate *s, const float *theta, const float *x, int B, float *y);
+    int (*backward)(surrogate *s, const float *gy, float *gx, float *gtheta);
+    void (*destroy)(surrogate *s);
+} surrogate_ops;
+
+struct surrogate {
+    const surrogate_ops *ops;
+    int n_in, n_out;
+    long n_theta;
+    void *impl;           /* owned, freed by destroy */
+};
+
+static inline int surrogate_forward(surrogate *s, const float *theta,
+                                    const float *x, int B, float *y)
+{
+    return s->ops->forward(s, theta, x, B, y);
+}
+static inline int surrogate_backward(surrogate *s, const float *gy, float *gx,
+                                     float *gtheta)
+{
+    return s->ops->backward(s, gy, gx, gtheta);
+}
+/* Frees *sp and sets it to NULL; accepts NULL and *sp == NULL. */
+void surrogate_destroy(surrogate **sp);
+
+/* Oscillator surrogate with the given model (copied; q_noise must outlive
+ * the surrogate or be NULL).  theta = [C (N*N), e (N)].  Caller owns. */
+surrogate *surrogate_osc_new(const osc_model *m);
+/* Access to the model of an oscillator surrogate (to set fitted constants). */
+osc_model *surrogate_osc_model(surrogate *s);
+
+#endif
