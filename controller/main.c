@@ -15,6 +15,17 @@ static void on_signal(int sig)
     patctl_stop = 1;
 }
 
+/* One row per subcommand; keep sorted as shown in --help. */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *about;
+} commands[] = {
+    {"train", cmd_train, "train a model (the default: the built-in quickstart)"},
+    {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},
+    {"version", cmd_version, "print version and the bound BLAS library"},
+};
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -22,13 +33,10 @@ static void usage(FILE *f)
             "\n"
             "Trains physical neural networks with physics-aware training (PAT).\n"
             "\n"
-            "commands:\n"
-            "  train      train a model (the default: the built-in quickstart)\n"
-            "  devices    list device drivers with their parameters and limits,\n"
-            "             and the serial ports found\n"
-            "  version    print version and the bound BLAS library\n"
-            "\n"
-            "`patctl COMMAND --help` describes a command's options.\n");
+            "commands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].about);
+    fprintf(f, "\n`patctl COMMAND --help` describes a command's options.\n");
 }
 
 int main(int argc, char **argv)
@@ -48,12 +56,11 @@ int main(int argc, char **argv)
         usage(stdout);
         return EXIT_OK;
     }
-    if (strcmp(c, "--version") == 0 || strcmp(c, "version") == 0)
+    if (strcmp(c, "--version") == 0)
         return cmd_version(argc - 1, argv + 1);
-    if (strcmp(c, "train") == 0)
-        return cmd_train(argc - 1, argv + 1);
-    if (strcmp(c, "devices") == 0)
-        return cmd_devices(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(c, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
     if (c[0] == '-')  /* options of the default command */
         return cmd_train(argc, argv);
     fprintf(stderr, "patctl: unknown command '%s'\n\n", c);
