@@ -134,15 +134,21 @@ static void open_section(parser *p, const char *hdr)
     }
     memcpy(name, hdr + 1, n);
     name[n] = '\0';
-    /* normalise blanks: "device   osc64" == "device osc64" */
+    /* split into words; normalise blanks: "device   osc64" == "device osc64" */
+    char word[3][80] = {"", "", ""};
+    int words = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(name, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+        if (words < 3)
+            memcpy(word[words], t, strlen(t) + 1); /* t is shorter than name[80] */
+        words++;
+    }
     char norm[80];
-    char word[2][80] = {"", ""};
-    int words = sscanf(name, "%79s %79s %79s", word[0], word[1], norm);
-    if (words >= 1)
-        snprintf(norm, sizeof(norm), "%s%s%s", word[0], words >= 2 ? " " : "", words >= 2 ? word[1] : "");
+    if (words >= 2 && strlen(word[0]) + strlen(word[1]) + 2 <= sizeof(norm))
+        snprintf(norm, sizeof(norm), "%.40s %.38s", word[0], word[1]);
     else
-        norm[0] = '\0';
-    snprintf(p->sec_text, sizeof(p->sec_text), "[%s]", norm);
+        snprintf(norm, sizeof(norm), "%.79s", words ? word[0] : "");
+    snprintf(p->sec_text, sizeof(p->sec_text), "[%.77s]", norm);
     for (int i = 0; i < p->n_sections; i++)
         if (strcmp(p->sections[i].name, norm) == 0) {
             fail(p, p->line, "section [%s] appears twice (first on line %d)", norm, p->sections[i].line);
@@ -166,8 +172,8 @@ static void open_section(parser *p, const char *hdr)
         p->sec = SEC_LOGGING;
     } else if (strcmp(word[0], "device") == 0) {
         if (words != 2 || !valid_name(word[1], sizeof(c->devices[0].name))) {
-            fail(p, p->line, "section [%s]: expected [device NAME] with NAME of letters, digits, "
-                 "'_', '-' or '.' (at most %zu characters)", name, sizeof(c->devices[0].name) - 1);
+            fail(p, p->line, "section %s: expected [device NAME] with NAME of letters, digits, "
+                 "'_', '-' or '.' (at most %zu characters)", hdr, sizeof(c->devices[0].name) - 1);
             return;
         }
         if (c->n_devices == CFG_MAX_DEVICES) {
@@ -178,13 +184,13 @@ static void open_section(parser *p, const char *hdr)
         p->dev = c->n_devices++;
         device_spec *d = &c->devices[p->dev];
         memset(d, 0, sizeof(*d));
-        snprintf(d->name, sizeof(d->name), "%s", word[1]);
+        memcpy(d->name, word[1], strlen(word[1]) + 1); /* valid_name checked the length */
         snprintf(d->limits, sizeof(d->limits), "clamp");
         snprintf(d->steps, sizeof(d->steps), "ramp");
         d->line = p->line;
     } else {
-        fail(p, p->line, "unknown section [%s] (expected [data], [device NAME], [model], [train] "
-             "or [logging])", name);
+        fail(p, p->line, "unknown section %s (expected [data], [device NAME], [model], [train] "
+             "or [logging])", hdr);
     }
 }
 
