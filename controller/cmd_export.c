@@ -158,8 +158,10 @@ static int export_table(exporter *x, const char *name, const char *sql)
         free(descr);
     }
     uint8_t *rec = malloc(recsize + 1);
-    while (!rc && rec && sqlite3_step(st) == SQLITE_ROW) {
+    long done = 0;
+    while (!rc && rec && done < rows && sqlite3_step(st) == SQLITE_ROW) {
         size_t off = 0;
+        done++;
         for (int i = 0; i < nc; i++) {
             int null = sqlite3_column_type(st, i) == SQLITE_NULL;
             if (x->csv) {
@@ -187,8 +189,10 @@ static int export_table(exporter *x, const char *name, const char *sql)
                 off += 8;
             } else {
                 memset(rec + off, 0, (size_t)width[i]);
-                if (!null)
-                    memcpy(rec + off, sqlite3_column_blob(st, i), (size_t)sqlite3_column_bytes(st, i));
+                const void *b = null ? NULL : sqlite3_column_blob(st, i);
+                int nb = sqlite3_column_bytes(st, i);
+                if (b && nb > 0)
+                    memcpy(rec + off, b, (size_t)(nb < width[i] ? nb : width[i]));
                 off += (size_t)width[i];
             }
         }
@@ -532,7 +536,8 @@ int cmd_export(int argc, char **argv)
         {"checkpoint", "SELECT id, session, t, step, epoch, pos, final, epoch_end, train_seconds, n_params, optimizer,"
                        " opt_t FROM checkpoint ORDER BY id"},
     };
-    int rc = 0;
+    /* one read transaction: a consistent snapshot even while a run writes */
+    int rc = sqlite3_exec(x.db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : PATCTL_ERR_IO;
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]) && !rc; i++)
         rc = export_table(&x, tables[i].name, tables[i].sql);
     if (!rc) {
@@ -546,6 +551,7 @@ int cmd_export(int argc, char **argv)
         rc = export_confusion(&x);
     if (!rc && journal)
         rc = export_journal(&x);
+    sqlite3_exec(x.db, "COMMIT", NULL, NULL, NULL);
     runstore_close(&rs);
     if (rc) {
         fprintf(stderr, "patctl export: %s\n", x.err[0] ? x.err : patctl_strerror(rc));
