@@ -23,6 +23,8 @@ static const struct {
 } commands[] = {
     {"train", cmd_train, "train a model (the default: the built-in quickstart)"},
     {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},
+    {"serve", cmd_serve, "serve a device to remote controllers over ZeroMQ or a serial line"},
+    {"keygen", cmd_keygen, "write a CURVE key pair for serve and remote devices"},
     {"version", cmd_version, "print version and the bound BLAS library"},
 };
 

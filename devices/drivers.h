@@ -5,5 +5,6 @@
 #include "patctl/device.h"
 
 extern const struct patctl_driver patctl_driver_oscillators;
+extern const struct patctl_driver patctl_driver_remote;   /* devices/remote/api.c */
 
 #endif

@@ -8,6 +8,7 @@
 
 static const struct patctl_driver *const builtin[] = {
     &patctl_driver_oscillators,
+    &patctl_driver_remote,
     NULL,
 };
 
