@@ -23,7 +23,9 @@ static void train_usage(FILE *f)
         "device; logits = scale * the 10 class oscillators; PAT, Adam lr 1e-3, batch 32,\n"
         "2 epochs over 10000 images; tested on 10000 images through the device).\n"
         "\n"
-        "options:\n"
+        "options (given after --config, they override the file's values):\n"
+        "  --config FILE     the experiment as an INI file (see examples/*.ini,\n"
+        "                    patctl train --help-config)\n"
         "  --mode M          pat (default) | insilico | ideal\n"
         "                      pat: device forward, surrogate VJP at what was sent\n"
         "                      insilico: surrogate both ways, evaluated on the device\n"
@@ -43,6 +45,7 @@ static void train_usage(FILE *f)
         "  --out DIR         run directory (default runs/<time>-<mode>-s<seed>)\n"
         "  --quiet           print only the result line\n"
         "  --help            this text\n"
+        "  --help-config     the config file format with every key and its default\n"
         "\n"
         "Writes DIR/summary.json (mode, seed, epochs, accuracies, times, device queries).\n"
         "Ctrl-C stops after the current step, makes every device safe and exits 130.\n");
@@ -83,12 +86,61 @@ static int parse_double(const char *s, double *out)
     return 0;
 }
 
+static void help_config(void)
+{
+    run_config c;
+    config_defaults(&c);
+    char *text = config_format(&c);
+    printf("patctl experiment configs (INI)\n"
+           "\n"
+           "Sections: [data], [device NAME] (one per device), [model] (ordered\n"
+           "`layer = KIND ARG` lines), [train], [logging].  Unknown sections and keys\n"
+           "are errors naming FILE:LINE.  Comments: lines starting with # or ;, and\n"
+           "inline after a blank.\n"
+           "\n"
+           "[device NAME]: driver = a built-in driver (see `patctl devices`) or a plugin\n"
+           "  .so path; limits = clamp | reject; steps = ramp | refuse; surrogate = the\n"
+           "  name of a fitted surrogate (default: the nominal model); every other key\n"
+           "  is a driver option (the driver rejects unknown ones).\n"
+           "[model] layer kinds: patches K (image -> KxK patches, one row each),\n"
+           "  pad N (zero-pad rows to N), concat K (K rows -> one), physical DEVICE\n"
+           "  (all rows through one device: weights shared across patches), readout M\n"
+           "  (trainable scale x the last M values), linear N (affine), tanh.\n"
+           "[train] mode = pat | insilico | ideal | spsa; optimizer = adam | sgd;\n"
+           "  schedule = constant | step | cosine; spsa_c / spsa_samples: SPSA's\n"
+           "  perturbation size and pairs per step.\n"
+           "[logging] journal = all | every N | off; checkpoint_every = N steps (0 =\n"
+           "  epoch ends only); progress = auto | bar | lines | off.\n"
+           "\n"
+           "Every key with its default (devices and layers have none):\n\n%s",
+           text ? text : "(out of memory)\n");
+    free(text);
+}
+
+/* Load --config FILE (wherever it is on the command line) into c. */
+static int load_config_arg(int argc, char **argv, run_config *c)
+{
+    config_quickstart(c);
+    for (int i = 1; i < argc; i++) {
+        const char *v = opt_value(argc, argv, &i, "--config");
+        if (!v)
+            continue;
+        char err[1024];
+        if (config_load(c, v, err, sizeof(err))) {
+            fprintf(stderr, "patctl train: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cmd_train(int argc, char **argv)
 {
     run_config c;
-    config_quickstart(&c);
+    if (load_config_arg(argc, argv, &c))
+        return EXIT_USAGE;
     const char *out = NULL;
-    int synthetic = 0, quiet = 0;
+    int synthetic = strcmp(c.data_set, "synthetic") == 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
         long l;
@@ -97,6 +149,11 @@ int cmd_train(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             train_usage(stdout);
             return EXIT_OK;
+        } else if (strcmp(a, "--help-config") == 0) {
+            help_config();
+            return EXIT_OK;
+        } else if ((v = opt_value(argc, argv, &i, "--config"))) {
+            continue; /* loaded first */
         } else if ((v = opt_value(argc, argv, &i, "--mode"))) {
             if (mode_parse(v, &c.mode) || c.mode == MODE_SPSA) {
                 fprintf(stderr, "patctl train: --mode: expected pat, insilico or ideal, got '%s'\n", v);

@@ -42,9 +42,10 @@ typedef struct device {
     limit_policy limits;
     step_policy steps;
     int retries;                      /* extra attempts after a fault */
+    long max_ramp;                    /* longest ramp (steps) allowed; longer is refused */
     uint64_t next_id;                 /* id of the next query */
-    int has_last;
-    float *last_theta;                /* [n_theta] setting the device holds now */
+    int has_last;                     /* (always 1 after open: the safe setting) */
+    float *last_theta;                /* [n_theta] the setting last sent to the driver */
     float *sent_theta;                /* [n_theta] setting of the last batch */
     float *sent_x;                    /* [sent_cap, n_in] inputs of the last batch */
     int sent_cap, sent_B;
@@ -85,9 +86,14 @@ int boundary_theta(const struct patctl_device_desc *desc, const float *theta, fl
 /* The same for inputs x[B, n_in]. */
 int boundary_inputs(const struct patctl_device_desc *desc, const float *x, float *out, int B,
                     limit_policy policy, uint64_t *nclamped);
-/* Number of ramp steps needed to go from `from` to `to` (1 = direct). */
+/* Number of ramp steps needed to go from `from` to `to` (1 = direct):
+ * ceil(max_i |to_i - from_i| / max_step_i). */
 long boundary_ramp_steps(const struct patctl_device_desc *desc, const float *from,
                          const float *to);
+/* `want`, or the float nearest to it that is at most max_step from cur
+ * (max_step <= 0: unlimited).  Exact: |result - cur| <= max_step in real
+ * arithmetic, despite float rounding. */
+float boundary_step_toward(float cur, float want, float max_step);
 
 /* Clamp theta[n_theta] into the limits in place (for optimisers: keeps the
  * model's parameters equal to what the device can be sent).  NaN -> safe. */
