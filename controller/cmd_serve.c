@@ -196,8 +196,9 @@ int cmd_serve(int argc, char **argv)
         so.reopen_user = &sd;
     }
     printf("patctl serve: device %s (%s: %d inputs, %d outputs, %ld parameters) on %s%s\n", driver,
-           d->desc.model, d->desc.n_in, d->desc.n_out, d->n_theta, addr, keyfile ? " (CURVE)" : "");
-    printf("patctl serve: ready\n");
+           d->desc.model, d->desc.n_in, d->desc.n_out, d->n_theta, pt_server_address(srv),
+           keyfile ? " (CURVE)" : "");
+    printf("patctl serve: ready on %s\n", pt_server_address(srv));
     fflush(stdout);
     serve_stats st;
     rc = remote_serve(&d, srv, &so, &patctl_stop, max_req, &st);

@@ -150,6 +150,7 @@ int pt_server_reply(pt_server *s, const pt_msg *req, uint8_t type, const pt_part
 }
 
 const pt_link_stats *pt_server_stats(const pt_server *s) { return &s->st; }
+const char *pt_server_address(const pt_server *s) { return s->address; }
 
 void pt_server_close(pt_server **sp)
 {

@@ -96,6 +96,8 @@ int pt_server_recv(pt_server *s, int timeout_ms, pt_msg *req);
 /* Answer the request last received (same seq). */
 int pt_server_reply(pt_server *s, const pt_msg *req, uint8_t type, const pt_part *parts, int nparts);
 const pt_link_stats *pt_server_stats(const pt_server *s);
+/* The address bound (for "tcp://127.0.0.1:*" the port chosen). */
+const char *pt_server_address(const pt_server *s);
 void pt_server_close(pt_server **s);
 
 /* 1 if a ZeroMQ address only reaches this machine (ipc, inproc, tcp on

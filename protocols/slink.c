@@ -66,6 +66,20 @@ static int send_fragment(pt_slink *l, uint16_t i, int burst_end)
                       off, l->out + off, len);
 }
 
+/* On a noisy line (bad frames or NACKs seen lately) the last frame of a
+ * burst is sent twice: losing it costs the receiver's NACK and a round of
+ * the controller's polling, so it is worth its bytes; the receiver ignores
+ * the copy (no NACK without new fragments). */
+static int end_burst(pt_slink *l, uint16_t i)
+{
+    int rc = send_fragment(l, i, 1);
+    if (rc == 0 && l->noisy > 0) {
+        l->st.retransmitted++;
+        rc = send_fragment(l, i, 1);
+    }
+    return rc;
+}
+
 int pt_slink_send(pt_slink *l, uint8_t type, uint32_t seq, const uint8_t *whole, uint32_t len)
 {
     if ((uint64_t)len > (uint64_t)l->mtu * 65535u)
@@ -77,9 +91,11 @@ int pt_slink_send(pt_slink *l, uint8_t type, uint32_t seq, const uint8_t *whole,
     l->out_valid = 1;
     uint16_t nf = nfrag_of(l, len);
     int rc = 0;
-    for (uint16_t i = 0; i < nf && !rc; i++)
-        rc = send_fragment(l, i, i + 1 == nf);
-    return rc;
+    if (l->noisy > 0)
+        l->noisy--;
+    for (uint16_t i = 0; i + 1 < nf && !rc; i++)
+        rc = send_fragment(l, i, 0);
+    return rc ? rc : end_burst(l, (uint16_t)(nf - 1));
 }
 
 static int bit(const uint8_t *m, uint32_t i) { return (m[i >> 3] >> (i & 7)) & 1; }
@@ -117,6 +133,7 @@ int pt_slink_poll(pt_slink *l, uint32_t seq)
 
 void pt_slink_expect(pt_slink *l, uint32_t seq)
 {
+    l->nacked_count = 0xFFFF;
     l->in_active = 1;
     l->in_complete = 0;
     l->in_seq = seq;
@@ -131,16 +148,19 @@ void pt_slink_expect(pt_slink *l, uint32_t seq)
 static void on_nack(pt_slink *l, const pt_header *h, const uint8_t *p)
 {
     l->st.nacks_in++;
+    l->noisy = PT_SLINK_NOISY_MESSAGES;
     if (h->len < PT_NACK_HEAD)
         return;
     uint16_t nfrag = pt_get_u16(p), base = pt_get_u16(p + 2);
     if (l->out_valid && l->out_seq == h->seq) {
         uint16_t nf = nfrag_of(l, l->out_len);
         if (nfrag == 0) {
-            for (uint16_t i = 0; i < nf; i++) {
+            for (uint16_t i = 0; i + 1 < nf; i++) {
                 l->st.retransmitted++;
-                send_fragment(l, i, i + 1 == nf);
+                send_fragment(l, i, 0);
             }
+            l->st.retransmitted++;
+            end_burst(l, (uint16_t)(nf - 1));
             return;
         }
         if (nfrag != nf)
@@ -154,7 +174,10 @@ static void on_nack(pt_slink *l, const pt_header *h, const uint8_t *p)
         for (int j = 0; j <= last; j++)
             if (bit(p + PT_NACK_HEAD, (uint32_t)j)) {
                 l->st.retransmitted++;
-                send_fragment(l, (uint16_t)(base + j), j == last);
+                if (j == last)
+                    end_burst(l, (uint16_t)(base + j));
+                else
+                    send_fragment(l, (uint16_t)(base + j), 0);
             }
         return;
     }
@@ -170,6 +193,7 @@ static void on_nack(pt_slink *l, const pt_header *h, const uint8_t *p)
 /* Drop what is being received. */
 static void reasm_reset(pt_slink *l)
 {
+    l->nacked_count = 0xFFFF;
     l->in_nfrag = 0;
     l->in_count = 0;
     l->in_fraglen = 0;
@@ -191,15 +215,8 @@ static int on_data(pt_slink *l, const pt_header *h, const uint8_t *p)
         l->in_seq = h->seq;
         reasm_reset(l);
     }
-    if (l->in_complete) {
-        /* a repeat of a message we already have */
-        if (l->is_device && l->out_valid && l->out_seq == h->seq && (h->flags & PT_F_BURST_END)) {
-            uint8_t all[4] = {0, 0, 0, 0};
-            pt_header nh = {PT_NACK, PT_F_BURST_END, 0, 1, h->seq, 0, 4};
-            on_nack(l, &nh, all);
-        }
-        return 0;
-    }
+    if (l->in_complete)
+        return 0; /* a repeat of a message we already have */
     if (l->in_nfrag == 0) {
         if ((uint32_t)h->nfrag > 8u * l->have_cap)
             return 0; /* more fragments than we can track: the peer's mtu is too small */
@@ -269,8 +286,10 @@ static int on_data(pt_slink *l, const pt_header *h, const uint8_t *p)
         }
         return 1;
     }
-    if (h->flags & PT_F_BURST_END)
+    if ((h->flags & PT_F_BURST_END) && l->in_count != l->nacked_count) {
+        l->nacked_count = l->in_count;
         send_nack(l, h->seq, 1);
+    }
     return 0;
 }
 
@@ -279,6 +298,7 @@ static int on_frame(pt_slink *l, const uint8_t *f, size_t n)
     pt_header h;
     if (pt_frame_check(f, n, &h, 0) || (h.flags & PT_F_HEADER_CRC)) {
         l->st.bad_frames++;
+        l->noisy = PT_SLINK_NOISY_MESSAGES;
         return 0;
     }
     l->st.frames_in++;
@@ -302,6 +322,9 @@ size_t pt_slink_feed(pt_slink *l, const uint8_t *p, size_t n, int *got)
             break;
         }
     }
-    l->st.bad_frames += l->rx.dropped - dropped0;
+    if (l->rx.dropped != dropped0) {
+        l->st.bad_frames += l->rx.dropped - dropped0;
+        l->noisy = PT_SLINK_NOISY_MESSAGES;
+    }
     return i;
 }

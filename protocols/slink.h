@@ -44,6 +44,7 @@ typedef struct pt_slink_stats {
 } pt_slink_stats;
 
 #define PT_SLINK_MIN_MTU 16u
+#define PT_SLINK_NOISY_MESSAGES 16u
 
 typedef struct pt_slink {
     int is_device;                    /* 1: the device (server) side */
@@ -62,6 +63,8 @@ typedef struct pt_slink {
     uint8_t in_type;
     uint32_t in_seq, in_len, in_fraglen, in_last_offset;
     uint16_t in_nfrag, in_count;
+    uint16_t nacked_count;            /* in_count when we last NACKed it */
+    uint16_t noisy;                   /* messages still sent with a doubled burst end */
     /* the message last sent, kept for retransmission */
     const uint8_t *out;               /* caller's, valid until the next send */
     uint32_t out_len;

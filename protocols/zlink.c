@@ -388,6 +388,11 @@ int pt_zmq_server_open(pt_server *s, char *err, size_t errlen)
         rc = zerr(err, errlen, "cannot bind", s->address);
         goto fail;
     }
+    /* the address really bound (a tcp port given as * is chosen now) */
+    char bound[256];
+    size_t bl = sizeof(bound);
+    if (zmq_getsockopt(z->sock, ZMQ_LAST_ENDPOINT, bound, &bl) == 0 && bl > 1 && bl <= sizeof(s->address))
+        snprintf(s->address, sizeof(s->address), "%s", bound);
     return 0;
 fail:
     zs_close(s);

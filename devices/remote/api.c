@@ -59,6 +59,7 @@ typedef struct remote {
     int timeout_ms, retries, backoff_ms, backoff_max_ms, vjp;
     int has_seed;
     uint64_t seed;
+    int opened, handshaking;
     struct patctl_device_desc desc;
     long n_theta;
     remote_stats st;
@@ -116,6 +117,9 @@ static int reply_status(remote *r, member *mb, const pt_msg *rep, uint8_t want)
     return PATCTL_ERR_PROTOCOL;
 }
 
+static int describe(remote *r, member *mb, struct patctl_device_desc *out, char *err, size_t errlen);
+static int same_shape(const struct patctl_device_desc *a, const struct patctl_device_desc *b);
+
 static void backoff_reconnect(remote *r, member *mb, int attempt)
 {
     int ms = r->backoff_ms;
@@ -126,8 +130,23 @@ static void backoff_reconnect(remote *r, member *mb, int attempt)
     sleep_ms(ms);
     char err[256] = "";
     r->st.reconnects++;
-    if (pt_client_reconnect(mb->c, err, sizeof(err)))
+    if (pt_client_reconnect(mb->c, err, sizeof(err))) {
         rlog(r, "%s: reconnect failed: %s", mb->addr, err);
+        return;
+    }
+    /* a new session: the server may have restarted, so describe again (it
+     * gets our seed) and make sure it is still the same device */
+    if (r->opened && !r->handshaking) {
+        struct patctl_device_desc d;
+        int retries = r->retries;
+        r->handshaking = 1;
+        r->retries = 0;
+        int rc = describe(r, mb, &d, err, sizeof(err));
+        r->retries = retries;
+        r->handshaking = 0;
+        if (rc == 0 && !same_shape(&r->desc, &d))
+            rlog(r, "%s: after reconnecting, the server describes a different device", mb->addr);
+    }
 }
 
 /* Validate callback: 0 = good reply, else an error code (the reply is bad). */
@@ -343,6 +362,7 @@ static int remote_open(void **state, const struct patctl_option *o, int no, stru
     for (int b = 0; b < r->desc.n_blocks; b++)
         r->n_theta += (long)r->desc.blocks[b].rows * r->desc.blocks[b].cols;
     r->st.members = r->st.alive = r->n;
+    r->opened = 1;
     *desc = r->desc;
     *state = r;
     return 0;
@@ -415,6 +435,7 @@ static int live_members(remote *r, member **out)
 static int remote_run(void *state, const struct patctl_query *q, float *y)
 {
     remote *r = state;
+    r->err[0] = '\0';
     if (r->n == 1)
         return run_part(r, &r->m[0], q, 0, q->batch, y);
 
