@@ -5,6 +5,8 @@
 #include "patctl/device.h"
 
 extern const struct patctl_driver patctl_driver_oscillators;
+extern const struct patctl_driver patctl_driver_shg;
+extern const struct patctl_driver patctl_driver_circuit;
 extern const struct patctl_driver patctl_driver_remote;   /* devices/remote/api.c */
 
 #endif
