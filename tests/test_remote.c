@@ -236,7 +236,8 @@ static void test_serve_tcp_identical(void **state)
     train_mode modes[2] = {MODE_PAT, MODE_IDEAL};
     for (int k = 0; k < 2; k++) {
         run_config c;
-        train_result *local = calloc(1, sizeof(*local)), *rem = calloc(1, sizeof(*rem));
+        static train_result local_s, rem_s;
+        train_result *local = &local_s, *rem = &rem_s;
         base_config(&c, modes[k]);
         train_ok(&c, local, modes[k] == MODE_PAT ? "pat in-process" : "ideal in-process");
         proc p[2];
@@ -252,8 +253,6 @@ static void test_serve_tcp_identical(void **state)
             assert_int_equal(proc_stop(&p[i]), 0);
         expect_identical(local, rem);
         assert_int_equal(rem->all_dev.faults, 0);
-        free(local);
-        free(rem);
     }
 }
 
@@ -268,10 +267,11 @@ static void test_serial_identical(void **state)
         skip();
     }
     run_config c;
-    train_result *local = calloc(1, sizeof(*local)), *rem = calloc(1, sizeof(*rem));
+    static train_result local_s, rem_s;
+    train_result *local = &local_s, *rem = &rem_s;
     base_config(&c, MODE_PAT);
     train_ok(&c, local, "pat in-process");
-    srv s[2];
+    static srv s[2];
     pt_link_opts lo;
     pt_link_opts_default(&lo);
     for (int i = 0; i < 2; i++) {
@@ -288,8 +288,6 @@ static void test_serial_identical(void **state)
         printf("  serial line %d: %llu bytes relayed\n", i, (unsigned long long)pp[i].relayed);
         ptypair_close(&pp[i]);
     }
-    free(local);
-    free(rem);
 }
 
 /* ---- fault injection ---- */
@@ -336,7 +334,8 @@ static void test_server_killed_and_restarted(void **state)
     base_config(&c, MODE_PAT);
     make_remote(&c, 0, a0, NULL);
     make_remote(&c, 1, a1, "timeout_ms=500,retries=6,backoff_ms=20,backoff_max_ms=200");
-    train_result *r = calloc(1, sizeof(*r));
+    static train_result rs;
+    train_result *r = &rs;
     train_ok(&c, r, "osc266 server killed");
     pthread_join(t, NULL);
     assert_int_equal(mon.restarts, 1);
@@ -345,7 +344,6 @@ static void test_server_killed_and_restarted(void **state)
     assert_true(r->test_accuracy > 0.1);
     proc_stop(&p0);
     proc_stop(&p1);
-    free(r);
 }
 
 static void test_delays_nan_short(void **state)
@@ -355,7 +353,7 @@ static void test_delays_nan_short(void **state)
     snprintf(a0, sizeof(a0), "ipc:///tmp/patctl-test-%d-f0.ipc", (int)getpid());
     snprintf(a1, sizeof(a1), "ipc:///tmp/patctl-test-%d-f1.ipc", (int)getpid());
     const char *args0[] = {"--device", "oscillators", "--options", osc_opts[0], "--zmq", a0,
-                           "--fault-delay-every", "4", "--fault-delay-ms", "400", NULL};
+                           "--fault-delay-every", "4", "--fault-delay-ms", "900", NULL};
     const char *args1[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1,
                            "--fault-nan-every", "3", "--fault-short-every", "5", NULL};
     proc p0, p1;
@@ -363,9 +361,10 @@ static void test_delays_nan_short(void **state)
     assert_int_equal(proc_start(&p1, args1), 0);
     run_config c;
     base_config(&c, MODE_PAT);
-    make_remote(&c, 0, a0, "timeout_ms=150,retries=2,backoff_ms=10");
+    make_remote(&c, 0, a0, "timeout_ms=400,retries=3,backoff_ms=10");
     make_remote(&c, 1, a1, NULL);
-    train_result *r = calloc(1, sizeof(*r));
+    static train_result rs;
+    train_result *r = &rs;
     train_ok(&c, r, "delays, NaN, short results");
     /* nothing bad was used: every step done, all numbers finite, and every
      * bad reply was a counted fault that was retried */
@@ -375,7 +374,6 @@ static void test_delays_nan_short(void **state)
     assert_true(r->all_dev.retries >= r->all_dev.faults);
     proc_stop(&p0);
     proc_stop(&p1);
-    free(r);
 }
 
 /* 1 % of the bytes on the serial line corrupted both ways: a small model
@@ -388,7 +386,7 @@ static void test_serial_noise(void **state)
         printf("  no pseudo-terminals here: skipped\n");
         skip();
     }
-    srv s;
+    static srv s;
     pt_link_opts lo;
     pt_link_opts_default(&lo);
     lo.mtu = 64;
@@ -409,7 +407,8 @@ static void test_serial_noise(void **state)
     c.batch = 16;
     c.eval_batch = 50;
     c.lr = 0.01;
-    train_result *r = calloc(1, sizeof(*r));
+    static train_result rs;
+    train_result *r = &rs;
     train_ok(&c, r, "1% serial noise");
     srv_stop(&s);
     printf("  line: %llu of %llu bytes corrupted\n", (unsigned long long)pp.corrupted,
@@ -418,7 +417,6 @@ static void test_serial_noise(void **state)
     assert_true(isfinite(r->epochs[0].loss));
     assert_true(pp.corrupted > 0);
     ptypair_close(&pp);
-    free(r);
 }
 
 /* ---- pools ---- */
@@ -443,7 +441,7 @@ static void test_pool(void **state)
     /* sigma = 0: the device is deterministic per row, so a pool must give
      * what one device gives (to rounding) */
     const char *opts = "n=8,sigma=0,j_noise=0.3";
-    srv s[3];
+    static srv s[3];
     char addrs[3][128], ep[512] = "";
     for (int i = 0; i < 3; i++) {
         snprintf(addrs[i], sizeof(addrs[i]), "ipc:///tmp/patctl-test-%d-p%d.ipc", (int)getpid(), i);
@@ -538,7 +536,7 @@ static void test_server_boundary(void **state)
     (void)state;
     char addr[128];
     snprintf(addr, sizeof(addr), "ipc:///tmp/patctl-test-%d-b.ipc", (int)getpid());
-    srv s;
+    static srv s;
     srv_start(&s, "oscillators", "n=2,sigma=0", addr, NULL);
     s.d->limits = LIMIT_REJECT;
     /* a client that talks the protocol directly, bypassing any client-side
