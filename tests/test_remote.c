@@ -25,6 +25,7 @@
 
 #include "controller/config.h"
 #include "controller/data.h"
+#include "controller/overlap.h"
 #include "controller/train.h"
 #include "devices/device.h"
 #include "devices/options.h"
@@ -254,6 +255,37 @@ static void test_serve_tcp_identical(void **state)
         expect_identical(local, rem);
         assert_int_equal(rem->all_dev.faults, 0);
     }
+}
+
+/* Keeping the device busy (the surrogate's forward pass computed while the
+ * device works) changes nothing: identical to one after the other, in-process
+ * and through a server (where the overlap hides the network wait). */
+static void test_overlap_identical(void **state)
+{
+    (void)state;
+    static train_result seq_s, ovl_s, rseq_s, rovl_s;
+    run_config c;
+    base_config(&c, MODE_PAT);
+    pat_overlap = 0;
+    train_ok(&c, &seq_s, "pat sequential");
+    pat_overlap = 1;
+    train_ok(&c, &ovl_s, "pat overlapped");
+    expect_identical(&seq_s, &ovl_s);
+    static srv s[2];
+    for (int i = 0; i < 2; i++) {
+        char addr[128];
+        snprintf(addr, sizeof(addr), "ipc:///tmp/patctl-test-%d-o%d.ipc", (int)getpid(), i);
+        srv_start(&s[i], "oscillators", osc_opts[i], addr, NULL);
+        make_remote(&c, i, addr, NULL);
+    }
+    pat_overlap = 0;
+    train_ok(&c, &rseq_s, "pat remote sequential");
+    pat_overlap = 1;
+    train_ok(&c, &rovl_s, "pat remote overlapped");
+    for (int i = 0; i < 2; i++)
+        srv_stop(&s[i]);
+    expect_identical(&seq_s, &rseq_s);
+    expect_identical(&seq_s, &rovl_s);
 }
 
 /* The same over a pty serial pair: servers on one end, the remote driver
@@ -586,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_remote_curve),
         cmocka_unit_test(test_serve_tcp_identical),
+        cmocka_unit_test(test_overlap_identical),
         cmocka_unit_test(test_serial_identical),
         cmocka_unit_test(test_server_killed_and_restarted),
         cmocka_unit_test(test_delays_nan_short),
