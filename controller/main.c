@@ -22,6 +22,8 @@ static const struct {
     const char *about;
 } commands[] = {
     {"train", cmd_train, "train a model (the default: the built-in quickstart)"},
+    {"collect", cmd_collect, "measure a device over random inputs and settings (data for fit)"},
+    {"fit", cmd_fit, "fit and validate surrogates (grey-box, MLP) on collected data"},
     {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},
     {"version", cmd_version, "print version and the bound BLAS library"},
 };
