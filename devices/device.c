@@ -44,6 +44,19 @@ void device_set_logger(device *d, device_log_fn fn, void *user)
     d->log_user = user;
 }
 
+void device_set_journal(device *d, device_journal_fn fn, void *user)
+{
+    d->journal = fn;
+    d->journal_user = user;
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 long device_desc_n_theta(const struct patctl_device_desc *desc)
 {
     long n = 0;
@@ -319,13 +332,17 @@ static int ensure_batch(device *d, int B)
     return 0;
 }
 
-/* One driver call with fault accounting. */
-static int driver_run(device *d, const float *theta, const float *x, int B, float *y)
+/* One driver call with fault accounting (and the journal, if any). */
+static int driver_run(device *d, const float *theta, const float *x, int B, float *y, int attempt,
+                      int ramp)
 {
     struct patctl_query q = {.id = d->next_id++, .batch = B, .theta = theta, .x = x};
+    double w0 = d->journal ? wall_s() : 0.0;
     double t0 = now_s();
     int rc = d->drv->run(d->state, &q, y);
-    d->st.seconds += now_s() - t0;
+    double t1 = now_s();
+    d->st.seconds += t1 - t0;
+    int driver_rc = rc;
     if (rc == 0 && B > 0) {
         long len = (long)B * d->desc.n_out;
         for (long i = 0; i < len; i++)
@@ -336,6 +353,13 @@ static int driver_run(device *d, const float *theta, const float *x, int B, floa
     }
     if (rc == 0 && B > 0)
         d->sent_id = q.id;
+    if (d->journal) {
+        device_journal_entry e = {.id = q.id, .batch = B, .attempt = attempt, .ramp = ramp, .rc = rc,
+                                  .theta = theta, .x = B > 0 ? x : NULL,
+                                  .y = driver_rc == 0 && B > 0 ? y : NULL,
+                                  .t_start = w0, .t_end = w0 + (t1 - t0)};
+        d->journal(d->journal_user, d, &e);
+    }
     return rc;
 }
 
@@ -400,7 +424,7 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
                 devlog(d, DEVLOG_FAULT, "ramp makes no progress after %ld steps", s);
                 return PATCTL_ERR_NUMERIC;
             }
-            rc = driver_run(d, d->sent_theta, NULL, 0, NULL);
+            rc = driver_run(d, d->sent_theta, NULL, 0, NULL, 0, 1);
             memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
             if (rc) {
                 d->st.faults++;
@@ -417,7 +441,7 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
             d->st.retries++;
             devlog(d, DEVLOG_WARN, "retrying query (attempt %d of %d)", attempt + 1, d->retries + 1);
         }
-        rc = driver_run(d, d->sent_theta, B > 0 ? d->sent_x : NULL, B, y);
+        rc = driver_run(d, d->sent_theta, B > 0 ? d->sent_x : NULL, B, y, attempt, 0);
         /* the driver has seen this setting, whether or not it succeeded */
         memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
         if (rc == 0)
