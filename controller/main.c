@@ -27,6 +27,8 @@ static const struct {
     {"collect", cmd_collect, "measure a device over random inputs and settings (data for fit)"},
     {"fit", cmd_fit, "fit and validate surrogates (grey-box, MLP) on collected data"},
     {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},
+    {"serve", cmd_serve, "serve a device to remote controllers over ZeroMQ or a serial line"},
+    {"keygen", cmd_keygen, "write a CURVE key pair for serve and remote devices"},
     {"version", cmd_version, "print version and the bound BLAS library"},
 };
 
