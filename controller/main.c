@@ -26,6 +26,8 @@ static const struct {
     {"export", cmd_export, "write a run's data as .npy or .csv files"},
     {"report", cmd_report, "figures and report.html of a run, or of runs compared"},
     {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},
+    {"serve", cmd_serve, "serve a device to remote controllers over ZeroMQ or a serial line"},
+    {"keygen", cmd_keygen, "write a CURVE key pair for serve and remote devices"},
     {"version", cmd_version, "print version and the bound BLAS library"},
 };
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller/overlap.h"
 #include "controller/surrogates.h"
 #include "devices/options.h"
 #include "devices/registry.h"
@@ -274,15 +275,16 @@ static int physical_forward(layer *L, const float *P, const float *x, int R, flo
         }
         rc = surrogate_forward(L->sur, P, x, R, y);
     } else {
-        rc = device_run(L->dev, P, x, R, y);
-        if (rc) {
+        /* PAT: the surrogate at exactly what was sent, for the backward pass,
+         * computed while the device works (controller/overlap.c) */
+        int sur_failed = 0;
+        rc = pass == PASS_PAT ? pat_forward(L->dev, L->sur, P, x, R, y, L->ysur, &sur_failed)
+                              : device_run(L->dev, P, x, R, y);
+        if (rc && !sur_failed) {
             snprintf(err, errlen, "device %s: %s", L->dev->name,
                      L->dev->err[0] ? L->dev->err : patctl_strerror(rc));
             return rc;
         }
-        /* PAT: the surrogate at exactly what was sent, for the backward pass */
-        if (pass == PASS_PAT)
-            rc = surrogate_forward(L->sur, L->dev->sent_theta, L->dev->sent_x, R, L->ysur);
     }
     if (rc)
         snprintf(err, errlen, "surrogate of %s: %s", L->dev->name, patctl_strerror(rc));
