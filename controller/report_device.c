@@ -116,7 +116,7 @@ static int load_traj(rep_run *r, const rep_device *d, dev_traj *tr, char *why, s
             }
         }
         sqlite3_finalize(st);
-        snprintf(tr->src, sizeof(tr->src), "%ld settings sent (journal)", n);
+        snprintf(tr->src, sizeof(tr->src), "%ld settings sent, in the journal", n);
     }
     if (n == 0 && r->n_ckpts > 0) {
         from_ckpt = 1;
