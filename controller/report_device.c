@@ -234,20 +234,15 @@ static void drift_free(dev_drift *dr)
     memset(dr, 0, sizeof(*dr));
 }
 
-/* The surrogate the run used for device d, built from the stored
- * description alone (the device is not opened). */
+/* The surrogate the run used for device d (nominal or fitted, the device's
+ * `surrogate` spec), built from the stored description alone: the device is
+ * not opened. */
 static int make_surrogate(const rep_device *d, surrogate **s, char *name, size_t nn, char *why, size_t wn)
 {
     *s = NULL;
-    if (d->surrogate[0] && strcmp(d->surrogate, "nominal") != 0) {
-        snprintf(why, wn, "%s used the surrogate '%s', which this build cannot load", d->name, d->surrogate);
-        return PATCTL_ERR_UNSUPPORTED;
-    }
-    device *stub = calloc(1, sizeof(*stub));
-    if (!stub)
+    struct patctl_device_desc *k = calloc(1, sizeof(*k));
+    if (!k)
         return PATCTL_ERR_NOMEM;
-    snprintf(stub->name, sizeof(stub->name), "%s", d->name);
-    struct patctl_device_desc *k = &stub->desc;
     snprintf(k->model, sizeof(k->model), "%s", d->model);
     snprintf(k->about, sizeof(k->about), "%s", d->about);
     k->n_in = d->n_in, k->n_out = d->n_out;
@@ -255,19 +250,20 @@ static int make_surrogate(const rep_device *d, surrogate **s, char *name, size_t
     snprintf(k->out_unit, sizeof(k->out_unit), "%s", d->out_unit);
     k->in_lo = (float)d->in_lo, k->in_hi = (float)d->in_hi;
     k->n_blocks = d->n_blocks;
+    k->flags = (d->simulated ? PATCTL_DEV_SIMULATED : 0u) | (d->has_vjp ? PATCTL_DEV_HAS_VJP : 0u);
     for (int b = 0; b < d->n_blocks; b++) {
         struct patctl_param_block *p = &k->blocks[b];
         const rep_block *q = &d->blocks[b];
         snprintf(p->name, sizeof(p->name), "%s", q->name);
         snprintf(p->unit, sizeof(p->unit), "%s", q->unit);
+        snprintf(p->about, sizeof(p->about), "%s", q->about);
         p->rows = q->rows, p->cols = q->cols;
         p->lo = (float)q->lo, p->hi = (float)q->hi, p->max_step = (float)q->max_step, p->safe = (float)q->safe;
         p->init_lo = (float)q->init_lo, p->init_hi = (float)q->init_hi;
     }
-    stub->n_theta = d->n_theta;
-    char err[512] = "";
-    int rc = surrogate_for_device(s, stub, d->options, err, sizeof(err));
-    free(stub);
+    char err[768] = "";
+    int rc = surrogate_make(s, d->name, k, d->options, d->surrogate, err, sizeof(err));
+    free(k);
     if (rc) {
         snprintf(why, wn, "no surrogate for %s: %s", d->name, err[0] ? err : patctl_strerror(rc));
         return rc;
@@ -278,7 +274,13 @@ static int make_surrogate(const rep_device *d, surrogate **s, char *name, size_t
         surrogate_destroy(s);
         return PATCTL_ERR_FORMAT;
     }
-    snprintf(name, nn, "nominal %s model", d->model);
+    if (!d->surrogate[0] || strcmp(d->surrogate, "nominal") == 0)
+        snprintf(name, nn, "nominal %s model", d->model);
+    else {
+        const char *base = strrchr(d->surrogate, '/');
+        base = base ? base + 1 : strncmp(d->surrogate, "fitted:", 7) == 0 ? d->surrogate + 7 : d->surrogate;
+        snprintf(name, nn, "fitted %s (%.80s)", (*s)->ops->kind, base);
+    }
     return 0;
 }
 
@@ -808,7 +810,7 @@ static int draw_surrogate(rep_ctx *c, rep_run *r, dev_drift *drs, const rep_gap 
         fprintf(f, "set ylabel %s\n", gp_str(t, sizeof(t), t2));
         snprintf(t2, sizeof(t2), "%s: %s, NRMSE %.3f (%ld values, %ld queries)", d->name, g->surrogate, g->nrmse,
                  g->values, g->queries);
-        fprintf(f, "set title %s\n", gp_str(t, sizeof(t), t2));
+        fprintf(f, "set title %s font ',10'\n", gp_str(t, sizeof(t), t2));
         fprintf(f, "plot $P%d using 1:2 with points pt 7 ps 0.3 lc rgb '#b00072B2' title 'samples', x with lines "
                    "lw 1.5 lc rgb '#d62728' title 'surrogate = measured'\n",
                 i);

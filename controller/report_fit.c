@@ -66,11 +66,19 @@ static int try_dir(rep_fit *f, const char *dir, char *note, size_t nn)
     const cJSON *dn = cJSON_GetObjectItemCaseSensitive(dev, "name");
     if (cJSON_IsString(dn))
         snprintf(f->device, sizeof(f->device), "%s", dn->valuestring);
-    /* the noise floor per output, from the collected data */
+    /* the noise floor per output, from the collected data: where report.json
+     * says (a path relative to where patctl fit ran), else the fit
+     * directory's parent (patctl fit's default DATA_DIR/fit) */
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
-    if (cJSON_IsString(data)) {
-        char np[1200], err[256];
-        snprintf(np, sizeof(np), "%s/noise_std.npy", data->valuestring);
+    char np[1200], parent[1100];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    snprintf(np, sizeof(np), "%s/noise_std.npy", cJSON_IsString(data) ? data->valuestring : dirname(parent));
+    if (stat(np, &sb) != 0) {
+        snprintf(parent, sizeof(parent), "%s", dir);
+        snprintf(np, sizeof(np), "%s/noise_std.npy", dirname(parent));
+    }
+    {
+        char err[256];
         int nd;
         long shape[FIT_NPY_MAX_DIM];
         void *v = NULL;
