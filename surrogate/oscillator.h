@@ -35,6 +35,9 @@ typedef struct osc_model {
     osc_consts k;
     const float *q_noise; /* [N,N] extra coupling with the structure of L, or
                              NULL; not owned */
+    int exact_trig;       /* 0 (default): vectorised sin/cos (surrogate/trig.h,
+                             < 1.2e-7 absolute error); 1: libm sinf/cosf, the
+                             reference arithmetic of tests/osc_ref.c */
 } osc_model;
 
 /* The nominal model: N oscillators, 5 RK4 steps to t_end = 0.5, no gap. */
