@@ -41,6 +41,20 @@ static void describe_driver(const char *driver, const char *options)
     free(o);
 }
 
+static void print_options(const struct patctl_driver *drv)
+{
+    if (!drv->options_help)
+        return;
+    printf("    options:\n");
+    const char *s = drv->options_help;
+    while (*s) {
+        const char *e = strchr(s, '\n');
+        int len = e ? (int)(e - s) : (int)strlen(s);
+        printf("      %.*s\n", len, s);
+        s += len + (e ? 1 : 0);
+    }
+}
+
 int cmd_devices(int argc, char **argv)
 {
     const char *plugin = NULL, *options = "";
@@ -64,16 +78,7 @@ int cmd_devices(int argc, char **argv)
     for (const struct patctl_driver *const *p = registry_builtin(); *p; p++) {
         printf("  %s — %s\n", (*p)->name, (*p)->summary);
         describe_driver((*p)->name, options);
-        if ((*p)->options_help) {
-            printf("    options:\n");
-            const char *s = (*p)->options_help;
-            while (*s) {
-                const char *e = strchr(s, '\n');
-                int len = e ? (int)(e - s) : (int)strlen(s);
-                printf("      %.*s\n", len, s);
-                s += len + (e ? 1 : 0);
-            }
-        }
+        print_options(*p);
     }
     if (plugin) {
         const struct patctl_driver *drv;
@@ -85,6 +90,7 @@ int cmd_devices(int argc, char **argv)
         }
         printf("  %s (plugin %s) — %s\n", drv->name, plugin, drv->summary ? drv->summary : "");
         describe_driver(plugin, options);
+        print_options(drv);
         dlclose(h);
     }
 

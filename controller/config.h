@@ -1,19 +1,38 @@
-/* An experiment: data, devices, the model graph and training settings.
- * config_quickstart() is the built-in default (examples/quickstart.ini). */
+/* An experiment: data, devices, the model graph, training and logging
+ * settings.  config_quickstart() is the built-in default; it equals what
+ * examples/quickstart.ini describes (a test checks that).
+ *
+ * Files are INI (libinih), see config_ini.c and examples/quickstart.ini;
+ * config_format() writes a config back as INI text that parses to the same
+ * config (stored in every run's start record). */
 #ifndef PATCTL_CONFIG_H
 #define PATCTL_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CFG_MAX_DEVICES 16
 #define CFG_MAX_LAYERS 32
+#define CFG_MAX_KEYS 32     /* keys remembered per device section (for errors) */
+
+/* Where a key came from: its line in the config file (0 = not from a file). */
+typedef struct cfg_key_origin {
+    char key[32];
+    int line;
+} cfg_key_origin;
 
 typedef struct device_spec {
     char name[32];          /* instance name referenced by physical layers */
     char driver[256];       /* built-in name or plugin .so path */
-    char options[1024];     /* "key=value,key=value" */
+    char options[1024];     /* "key=value,key=value" passed to the driver */
     char limits[8];         /* "clamp" | "reject" */
     char steps[8];          /* "ramp" | "refuse" */
+    char surrogate[256];    /* "" = the nominal model; else the name of a fitted
+                               surrogate (used by `patctl fit`, issue 4) */
+    /* origin (not part of the experiment; ignored by config_equal) */
+    int line;               /* line of the [device NAME] header */
+    int n_keys;
+    cfg_key_origin keys[CFG_MAX_KEYS];
 } device_spec;
 
 typedef enum {
@@ -34,38 +53,86 @@ typedef struct layer_spec {
 
 typedef enum { MODE_PAT, MODE_INSILICO, MODE_IDEAL, MODE_SPSA } train_mode;
 typedef enum { OPT_ADAM, OPT_SGD } optimizer_kind;
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } lr_schedule;
+typedef enum { JOURNAL_ALL, JOURNAL_EVERY, JOURNAL_OFF } journal_mode;
+typedef enum { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES, PROGRESS_OFF } progress_mode;
 
 typedef struct run_config {
+    char source[256];       /* file the config came from, "built-in" (origin) */
     /* [data] */
     char data_set[32];      /* "fashion-mnist" | "synthetic" */
     char data_path[512];
     int pool;               /* 1 = none, 2 = 2x2 average pooling */
     long train_limit;       /* first N training images, 0 = all */
     long test_limit;        /* first N test images, 0 = all */
-    /* [device.NAME] */
+    /* [device NAME] */
     int n_devices;
     device_spec devices[CFG_MAX_DEVICES];
     /* [model] */
     int n_layers;
     layer_spec layers[CFG_MAX_LAYERS];
+    int layer_lines[CFG_MAX_LAYERS];  /* origin: config line of each layer (0 = none) */
     /* [train] */
     train_mode mode;
     optimizer_kind optimizer;
     double lr;
     double momentum;        /* SGD */
+    lr_schedule schedule;   /* lr(t): constant, step (x lr_gamma every
+                               lr_step epochs), cosine (to 0 over the run) */
+    double lr_gamma;
+    int lr_step;            /* epochs */
+    long warmup;            /* steps of linear warm-up from 0 (0 = none) */
     int epochs;
     int batch;
     int eval_batch;
+    int eval_every;         /* evaluate on the test set every N epochs (0 = at the end only) */
     uint64_t seed;
+    double spsa_c;          /* SPSA: perturbation size (parameter units) */
+    int spsa_samples;       /* SPSA: perturbation pairs averaged per step */
+    /* [logging] */
+    journal_mode journal;
+    long journal_every;     /* JOURNAL_EVERY: every N-th query of each device */
+    long checkpoint_every;  /* steps between checkpoints (0 = at epoch ends only) */
+    int keep_checkpoints;   /* mid-epoch checkpoints kept (older ones deleted) */
+    progress_mode progress;
 } run_config;
 
+/* Defaults of everything a config file need not say (no devices, no layers). */
+void config_defaults(run_config *c);
+/* The built-in quickstart (= examples/quickstart.ini). */
 void config_quickstart(run_config *c);
 
 const char *mode_name(train_mode m);
 int mode_parse(const char *s, train_mode *m);
 const char *layer_kind_name(layer_kind k);
+int layer_kind_parse(const char *s, layer_kind *k);
+const char *optimizer_name(optimizer_kind k);
+const char *schedule_name(lr_schedule s);
+const char *progress_name(progress_mode p);
 
 /* Append "key=value" to every device whose driver is `driver` (NULL = all). */
 int config_device_option(run_config *c, const char *driver, const char *key, const char *value);
+
+/* Parse an INI config from a file / from text (`name` is used in messages).
+ * On error, err holds "FILE:LINE: [section] key: what was expected".
+ * *c is fully overwritten. */
+int config_load(run_config *c, const char *path, char *err, size_t errlen);
+/* The whole text of a file (NUL-terminated, caller frees), or NULL with a
+ * message. */
+char *config_read_file(const char *path, char *err, size_t errlen);
+int config_parse_text(run_config *c, const char *text, const char *name, char *err, size_t errlen);
+
+/* The config as INI text (caller frees).  config_parse_text(config_format(c))
+ * gives a config equal to c. */
+char *config_format(const run_config *c);
+
+/* 1 if a and b describe the same experiment (origins ignored); else 0 and,
+ * when diff != NULL, the first difference in words. */
+int config_equal(const run_config *a, const run_config *b, char *diff, size_t difflen);
+
+/* Rewrite a device-open error in terms of the config file: when msg names
+ * one of device i's option keys, prefix "FILE:LINE: [device NAME] KEY: ".
+ * Writes into out (may not alias msg). */
+void config_explain_device_error(const run_config *c, int i, const char *msg, char *out, size_t outlen);
 
 #endif

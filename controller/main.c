@@ -21,7 +21,9 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *about;
 } commands[] = {
-    {"train", cmd_train, "train a model (the default: the built-in quickstart)"},
+    {"train", cmd_train, "train a model (the default: the built-in quickstart); --resume RUN continues one"},
+    {"eval", cmd_eval, "evaluate a run's checkpoint on the device: accuracy and confusion matrix"},
+    {"export", cmd_export, "write a run's data as .npy or .csv files"},
     {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},
     {"version", cmd_version, "print version and the bound BLAS library"},
 };

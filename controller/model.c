@@ -33,17 +33,32 @@ static int open_devices(model *m, const run_config *c, char *err, size_t errlen)
         }
         /* seeded simulators get a seed derived from the run seed unless the
          * options give one */
+        char derr[768] = "";
         int rc = device_open(&m->devices[i], s->name, s->driver, o, no,
-                             rng_device_seed(c->seed, i), err, errlen);
+                             rng_device_seed(c->seed, i), derr, sizeof(derr));
         free(o);
-        if (rc)
+        if (rc) {
+            /* name the config file's line of the offending key */
+            config_explain_device_error(c, i, derr, err, errlen);
             return rc;
+        }
         m->n_devices = i + 1;
         device *d = m->devices[i];
         d->limits = strcmp(s->limits, "reject") == 0 ? LIMIT_REJECT : LIMIT_CLAMP;
         d->steps = strcmp(s->steps, "refuse") == 0 ? STEP_REFUSE : STEP_RAMP;
     }
     return 0;
+}
+
+/* A graph error of layer i: prefix the config file's line when known. */
+static int layer_error(const run_config *c, int i, char *err, size_t errlen)
+{
+    if (c->layer_lines[i] > 0 && errlen) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", err);
+        snprintf(err, errlen, "%s:%d: [model] %s", c->source, c->layer_lines[i], msg);
+    }
+    return PATCTL_ERR_CONFIG;
 }
 
 int model_build(model *m, const run_config *c, int h, int w, int cap, rng_streams *rng,
@@ -72,7 +87,7 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
             if (r != 1 || side * side != cols || a <= 0 || side % a) {
                 snprintf(err, errlen, "layer %d (patches %d): needs a square image whose side is a "
                          "multiple of %d, got %d values per row", i + 1, a, a, cols);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             L->img_h = L->img_w = side;
             r = (side / a) * (side / a);
@@ -82,7 +97,7 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
         case LAYER_PAD:
             if (a < cols) {
                 snprintf(err, errlen, "layer %d (pad %d): input is already %d wide", i + 1, a, cols);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             cols = a;
             break;
@@ -90,7 +105,7 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
             if (a <= 0 || r % a) {
                 snprintf(err, errlen, "layer %d (concat %d): %d rows per sample do not split into "
                          "groups of %d", i + 1, a, r, a);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             r /= a;
             cols *= a;
@@ -99,18 +114,18 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
             int di = find_device(m, L->spec.device);
             if (di < 0) {
                 snprintf(err, errlen, "layer %d (physical %s): no such device", i + 1, L->spec.device);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             if (used[di]++) {
                 snprintf(err, errlen, "layer %d (physical %s): device already used by another layer "
                          "(share weights by running all rows through one layer)", i + 1, L->spec.device);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             L->dev = m->devices[di];
             if (L->dev->desc.n_in != cols) {
                 snprintf(err, errlen, "layer %d (physical %s): device takes %d inputs, layer gets %d",
                          i + 1, L->spec.device, L->dev->desc.n_in, cols);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             rc = surrogate_for_device(&L->sur, L->dev, m->specs[di].options, err, errlen);
             if (rc && c->mode != MODE_IDEAL && c->mode != MODE_SPSA)
@@ -129,7 +144,7 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
             if (a <= 0 || a > cols || r != 1) {
                 snprintf(err, errlen, "layer %d (readout %d): needs one row of at least %d values per "
                          "sample, got %d x %d", i + 1, a, a, r, cols);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             cols = a;
             L->p_len = 1;
@@ -137,7 +152,7 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
         case LAYER_LINEAR:
             if (a <= 0) {
                 snprintf(err, errlen, "layer %d (linear %d): width must be positive", i + 1, a);
-                return PATCTL_ERR_CONFIG;
+                return layer_error(c, i, err, errlen);
             }
             L->p_len = (long)a * cols + a;
             cols = a;

@@ -22,6 +22,20 @@ void progress_begin(progress *p, long total_steps, int epochs, int tty, int quie
     p->t0 = now_seconds();
 }
 
+void progress_resume(progress *p, long done)
+{
+    p->done = p->done0 = done;
+}
+
+void progress_epoch_restore(progress *p, long steps, double loss_sum, long hits, long seen,
+                            double dev_s, double all_s)
+{
+    p->epoch_steps = steps;
+    p->loss_sum = loss_sum;
+    p->hits = hits, p->seen = seen;
+    p->dev_s = dev_s, p->all_s = all_s;
+}
+
 void progress_epoch_begin(progress *p, int epoch)
 {
     p->epoch = epoch;
@@ -57,7 +71,7 @@ void progress_step(progress *p, double loss, int hits, int B, double dev_s, doub
     if (t - p->last_draw < 0.1 && p->done != p->total)
         return;
     p->last_draw = t;
-    double el = t - p->t0, rate = p->done / (el > 0 ? el : 1e-9);
+    double el = t - p->t0, rate = (p->done - p->done0) / (el > 0 ? el : 1e-9);
     char eta[16];
     fmt_time(eta, sizeof(eta), (p->total - p->done) / (rate > 0 ? rate : 1e-9));
     int width = 24, fill = p->total ? (int)(width * p->done / p->total) : 0;
@@ -66,7 +80,7 @@ void progress_step(progress *p, double loss, int hits, int B, double dev_s, doub
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
     fprintf(stderr, "\r[epoch %d/%d] %s %ld/%ld  %.1f steps/s  loss %.4f  acc %.1f%%  device %.0f%%  ETA %s ",
-            p->epoch, p->epochs, bar, p->done, p->total, rate, p->loss_sum / p->epoch_steps,
+            p->epoch, p->epochs, bar, p->done, p->total, rate, p->loss_sum / (p->epoch_steps ? p->epoch_steps : 1),
             100.0 * p->hits / (p->seen ? p->seen : 1), 100.0 * p->dev_s / (p->all_s > 0 ? p->all_s : 1),
             eta);
     fflush(stderr);

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/circuit/circuit_dev.h"
 #include "devices/options.h"
+#include "devices/shg/shg_dev.h"
 
 int surrogate_for_device(surrogate **out, const device *d, const char *options,
                          char *err, size_t errlen)
@@ -27,6 +29,23 @@ int surrogate_for_device(surrogate **out, const device *d, const char *options,
         m.steps = (int)steps;
         m.t_end = (float)t_end;
         *out = surrogate_osc_new(&m);
+        if (!*out)
+            rc = PATCTL_ERR_NOMEM;
+    } else if (strcmp(d->desc.model, "shg") == 0) {
+        /* nominal SHG physics on the device's geometry (no dispersion, flat
+         * response, no noise) */
+        shg_model m;
+        if ((rc = shg_options_geometry(o, no, &m, err, errlen)))
+            goto out;
+        *out = surrogate_shg_new(&m);
+        if (!*out)
+            rc = PATCTL_ERR_NOMEM;
+    } else if (strcmp(d->desc.model, "circuit") == 0) {
+        /* nominal (datasheet) component values on the device's time grid */
+        circuit_model m;
+        if ((rc = circuit_options_shape(o, no, &m, err, errlen)))
+            goto out;
+        *out = surrogate_circuit_new(&m);
         if (!*out)
             rc = PATCTL_ERR_NOMEM;
     } else {

@@ -1,10 +1,25 @@
-/* The training loop.  Per step: forward (device, device + surrogate, or
- * surrogate, by mode), softmax cross-entropy on the output, backward through
- * the surrogate VJP (PAT, in-silico) or the device's exact VJP (ideal),
- * optimiser step, then projection of device parameters into their limits. */
+/* The training loop.  Per step (train_step): gather a batch, then by mode
+ *   pat       forward on the device, backward through the surrogate's VJP at
+ *             exactly what was sent (step_gradient),
+ *   insilico  surrogate both ways (step_gradient),
+ *   ideal     forward on the device, backward through the device's own exact
+ *             VJP (simulated drivers only; step_gradient),
+ *   spsa      two forwards on the device at theta +- c*delta per sample pair,
+ *             no surrogate, no backward (step_spsa),
+ * then the optimiser step at the scheduled learning rate and projection of
+ * device parameters into their limits.
+ *
+ * Position in the run: `epoch` epochs completed, `pos` samples of the next
+ * epoch used.  Checkpoints (checkpoint_build) capture everything the next
+ * step depends on, so a resumed run continues bit for bit: parameters,
+ * optimiser moments, every RNG stream, the data permutation and position,
+ * each device's query counter (seeded simulators derive their noise from
+ * it), setting and statistics, and the epoch's running sums. */
 #include "controller/train.h"
 
 #include <gsl/gsl_randist.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +29,49 @@
 #include "controller/optim.h"
 #include "controller/progress.h"
 #include "controller/rng.h"
+
+typedef struct trainer {
+    const run_config *c;
+    const dataset *tr, *te;
+    const train_options *o;
+    train_result *res;
+    runstore *rs;                 /* may be NULL */
+    char *err;
+    size_t errlen;
+
+    rng_streams rng;
+    model m;
+    optimizer opt;
+    pass_kind pass;
+    int cap;                      /* batch capacity */
+    float *x;                     /* [cap, h*w] batch inputs */
+    uint8_t *y;                   /* [cap] labels */
+    float *dlogits;               /* [cap, classes] */
+    size_t *idx;                  /* [n] the training set's permutation */
+    float *p0, *g, *delta;        /* SPSA: [n_params] each */
+
+    long steps_per_epoch, total_steps;
+    int epoch;                    /* epochs completed */
+    long pos;                     /* samples of the epoch in progress used */
+    double t0, seconds_before;    /* session start; training time of earlier sessions */
+    device_stats eval_dev;        /* device use of evaluations (whole run) */
+    progress pg;
+
+    /* device state at the end of the last step, for a checkpoint taken
+     * while an evaluation is under way */
+    ckpt_device snap[CFG_MAX_DEVICES];
+    device_stats snap_eval_dev;
+} trainer;
+
+static int fail(trainer *t, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(trainer *t, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err, t->errlen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
 
 static void gather(const dataset *d, const size_t *idx, long start, int B, float *x, uint8_t *y)
 {
@@ -25,18 +83,70 @@ static void gather(const dataset *d, const size_t *idx, long start, int B, float
     }
 }
 
-/* Accuracy of the model on d, physical layers on the device. */
-static int evaluate(model *m, const dataset *d, int eval_batch, double *acc, int conf[10][10],
-                    float *x, uint8_t *y, char *err, size_t errlen)
+static device_stats stats_minus(device_stats a, device_stats b)
 {
+    a.queries -= b.queries, a.samples -= b.samples, a.ramp_steps -= b.ramp_steps;
+    a.clamped -= b.clamped, a.rejected -= b.rejected, a.faults -= b.faults;
+    a.retries -= b.retries, a.seconds -= b.seconds;
+    return a;
+}
+
+static device_stats stats_plus(device_stats a, device_stats b)
+{
+    a.queries += b.queries, a.samples += b.samples, a.ramp_steps += b.ramp_steps;
+    a.clamped += b.clamped, a.rejected += b.rejected, a.faults += b.faults;
+    a.retries += b.retries, a.seconds += b.seconds;
+    return a;
+}
+
+double train_lr(const run_config *c, long t, long total)
+{
+    if (c->warmup > 0 && t < c->warmup)
+        return c->lr * (double)(t + 1) / (double)c->warmup;
+    long steps_per_epoch = c->epochs > 0 ? total / c->epochs : total;
+    switch (c->schedule) {
+    case SCHED_STEP: {
+        long ep = steps_per_epoch > 0 ? t / steps_per_epoch : 0;
+        return c->lr * pow(c->lr_gamma, (double)(ep / (c->lr_step > 0 ? c->lr_step : 1)));
+    }
+    case SCHED_COSINE: {
+        long span = total - c->warmup;
+        double f = span > 0 ? (double)(t - c->warmup) / (double)span : 0.0;
+        return 0.5 * c->lr * (1.0 + cos(M_PI * (f > 1 ? 1 : f)));
+    }
+    case SCHED_CONSTANT:
+        break;
+    }
+    return c->lr;
+}
+
+/* ---- evaluation ---- */
+
+int train_evaluate(model *m, const dataset *d, int eval_batch, volatile sig_atomic_t *stop,
+                   double *acc, int conf[10][10], char *err, size_t errlen)
+{
+    long px = (long)d->h * d->w;
+    int B0 = eval_batch < m->cap ? eval_batch : m->cap;
+    float *x = malloc(sizeof(float) * (size_t)B0 * (size_t)px);
+    uint8_t *y = malloc((size_t)B0);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return PATCTL_ERR_NOMEM;
+    }
     long hits = 0;
+    int rc = 0;
     memset(conf, 0, sizeof(int) * 100);
-    for (long s = 0; s < d->n; s += eval_batch) {
-        int B = (int)((d->n - s) < eval_batch ? (d->n - s) : eval_batch);
+    for (long s = 0; s < d->n; s += B0) {
+        if (stop && *stop) {
+            snprintf(err, errlen, "evaluation interrupted after %ld of %ld images", s, d->n);
+            rc = PATCTL_ERR_INTERRUPTED;
+            break;
+        }
+        int B = (int)((d->n - s) < B0 ? (d->n - s) : B0);
         gather(d, NULL, s, B, x, y);
-        int rc = model_forward(m, x, B, PASS_DEVICE, err, errlen);
-        if (rc)
-            return rc;
+        if ((rc = model_forward(m, x, B, PASS_DEVICE, err, errlen)))
+            break;
         const float *z = model_logits(m);
         for (int b = 0; b < B; b++) {
             int k = argmax(z + (long)b * m->classes, m->classes);
@@ -45,7 +155,456 @@ static int evaluate(model *m, const dataset *d, int eval_batch, double *acc, int
                 conf[y[b]][k]++;
         }
     }
-    *acc = d->n ? (double)hits / (double)d->n : 0.0;
+    free(x);
+    free(y);
+    if (!rc)
+        *acc = d->n ? (double)hits / (double)d->n : 0.0;
+    return rc;
+}
+
+/* ---- checkpoints ---- */
+
+static void snapshot_devices(trainer *t)
+{
+    t->snap_eval_dev = t->eval_dev;
+    for (int i = 0; i < t->m.n_devices; i++) {
+        const device *d = t->m.devices[i];
+        ckpt_device *s = &t->snap[i];
+        s->next_id = d->next_id;
+        s->st = d->st;
+        s->has_last = d->has_last;
+        s->n_theta = d->n_theta;
+        memcpy(s->last_theta, d->last_theta, sizeof(float) * (size_t)d->n_theta);
+    }
+}
+
+/* Write a checkpoint of the current position.  from_snapshot: the device
+ * state as it was at the end of the last step (an evaluation was cut short). */
+static int checkpoint_write(trainer *t, int final, int from_snapshot)
+{
+    if (!t->rs)
+        return 0;
+    checkpoint ck;
+    memset(&ck, 0, sizeof(ck));
+    ck.step = t->res->steps;
+    ck.epoch = t->epoch;
+    ck.pos = t->pos;
+    ck.final = final;
+    ck.train_seconds = t->seconds_before + (now_seconds() - t->t0);
+    ck.n_params = t->m.n_params;
+    ck.params = t->m.params;
+    ck.opt_kind = t->opt.kind;
+    ck.opt_t = t->opt.t;
+    ck.opt_m = t->opt.m;
+    ck.opt_v = t->opt.v;
+    for (int i = 0; i < N_STREAMS; i++)
+        ck.rng_len += rng_state_size(&t->rng, (stream_id)i);
+    ck.rng = malloc(ck.rng_len);
+    ck.n_order = t->tr->n;
+    ck.order = malloc(sizeof(uint32_t) * (size_t)(ck.n_order + 1));
+    if (!ck.rng || !ck.order) {
+        free(ck.rng);
+        free(ck.order);
+        return PATCTL_ERR_NOMEM;
+    }
+    size_t off = 0;
+    for (int i = 0; i < N_STREAMS; i++) {
+        rng_state_save(&t->rng, (stream_id)i, ck.rng + off);
+        off += rng_state_size(&t->rng, (stream_id)i);
+    }
+    for (long i = 0; i < ck.n_order; i++)
+        ck.order[i] = (uint32_t)t->idx[i];
+    ck.epoch_steps = t->pg.epoch_steps;
+    ck.hits = t->pg.hits;
+    ck.seen = t->pg.seen;
+    ck.loss_sum = t->pg.loss_sum;
+    ck.dev_s = t->pg.dev_s;
+    ck.all_s = t->pg.all_s;
+    ck.eval_dev = from_snapshot ? t->snap_eval_dev : t->eval_dev;
+    ck.n_devices = t->m.n_devices;
+    for (int i = 0; i < t->m.n_devices; i++) {
+        if (from_snapshot) {
+            ck.dev[i] = t->snap[i];
+        } else {
+            const device *d = t->m.devices[i];
+            ck.dev[i] = (ckpt_device){.next_id = d->next_id, .st = d->st, .has_last = d->has_last,
+                                      .n_theta = d->n_theta, .last_theta = d->last_theta};
+        }
+    }
+    int rc = runstore_checkpoint_save(t->rs, &ck, t->c->keep_checkpoints);
+    free(ck.rng);
+    free(ck.order);
+    if (rc)
+        return fail(t, rc, "run store: %s", runstore_error(t->rs));
+    t->res->last_checkpoint = ck.id;
+    return 0;
+}
+
+int train_restore_devices(model *m, const checkpoint *ck, char *err, size_t errlen)
+{
+    if (ck->n_devices != m->n_devices) {
+        snprintf(err, errlen, "checkpoint has %d devices, the model %d", ck->n_devices, m->n_devices);
+        return PATCTL_ERR_FORMAT;
+    }
+    for (int i = 0; i < m->n_devices; i++) {
+        device *d = m->devices[i];
+        const ckpt_device *s = &ck->dev[i];
+        if (s->n_theta != d->n_theta || !s->last_theta) {
+            snprintf(err, errlen, "checkpoint: device %s has %ld parameters, the checkpoint %ld", d->name,
+                     d->n_theta, s->n_theta);
+            return PATCTL_ERR_FORMAT;
+        }
+        /* a device whose blocks limit the step must be ramped (through the
+         * boundary) to the setting it held; the ramp's queries do not count
+         * against the restored counter */
+        int limited = 0;
+        for (int b = 0; b < d->desc.n_blocks; b++)
+            limited |= d->desc.blocks[b].max_step > 0;
+        if (limited && s->has_last) {
+            int rc = device_run(d, s->last_theta, NULL, 0, NULL);
+            if (rc) {
+                snprintf(err, errlen, "device %s: restoring its setting: %s", d->name,
+                         d->err[0] ? d->err : patctl_strerror(rc));
+                return rc;
+            }
+        }
+        d->next_id = s->next_id;
+        d->st = s->st;
+    }
+    return 0;
+}
+
+static int trainer_restore(trainer *t, const checkpoint *ck)
+{
+    model *m = &t->m;
+    if (ck->n_params != m->n_params)
+        return fail(t, PATCTL_ERR_FORMAT, "checkpoint has %ld parameters, the model %ld", ck->n_params,
+                    m->n_params);
+    if (ck->n_order != t->tr->n)
+        return fail(t, PATCTL_ERR_FORMAT, "checkpoint was taken on %ld training samples, the data has %ld",
+                    ck->n_order, t->tr->n);
+    size_t need = 0;
+    for (int i = 0; i < N_STREAMS; i++)
+        need += rng_state_size(&t->rng, (stream_id)i);
+    if (ck->rng_len != need || ck->opt_kind != (int)t->opt.kind || ck->pos < 0 || ck->pos > t->tr->n ||
+        ck->epoch < 0 || ck->epoch > t->c->epochs)
+        return fail(t, PATCTL_ERR_FORMAT, "checkpoint %lld does not fit this run (RNG, optimiser or position)",
+                    (long long)ck->id);
+    for (long i = 0; i < ck->n_order; i++) {
+        if (ck->order[i] >= (uint32_t)t->tr->n)
+            return fail(t, PATCTL_ERR_FORMAT, "checkpoint %lld: damaged data order", (long long)ck->id);
+        t->idx[i] = ck->order[i];
+    }
+    memcpy(m->params, ck->params, sizeof(float) * (size_t)m->n_params);
+    memcpy(t->opt.m, ck->opt_m, sizeof(float) * (size_t)m->n_params);
+    memcpy(t->opt.v, ck->opt_v, sizeof(float) * (size_t)m->n_params);
+    t->opt.t = ck->opt_t;
+    size_t off = 0;
+    for (int i = 0; i < N_STREAMS; i++) {
+        rng_state_load(&t->rng, (stream_id)i, ck->rng + off);
+        off += rng_state_size(&t->rng, (stream_id)i);
+    }
+    t->epoch = ck->epoch;
+    t->pos = ck->pos;
+    t->res->steps = ck->step;
+    t->res->epochs_done = ck->epoch;
+    t->res->resumed = 1;
+    t->res->last_checkpoint = ck->id;
+    t->seconds_before = ck->train_seconds;
+    t->eval_dev = ck->eval_dev;
+    int rc = train_restore_devices(m, ck, t->err, t->errlen);
+    if (rc)
+        return rc;
+    if (t->rs) {
+        epoch_metrics em[TRAIN_MAX_EPOCHS];
+        memset(em, 0, sizeof(em));
+        int n = t->epoch < TRAIN_MAX_EPOCHS ? t->epoch : TRAIN_MAX_EPOCHS;
+        runstore_epochs(t->rs, em, n);
+        for (int i = 0; i < n; i++) {
+            t->res->epochs[i] = (epoch_record){em[i].loss, em[i].train_accuracy, em[i].seconds,
+                                               em[i].device_seconds, em[i].test_accuracy};
+            if (em[i].test_accuracy >= 0)
+                t->res->test_accuracy = em[i].test_accuracy;
+        }
+    }
+    progress_resume(&t->pg, ck->step);
+    return 0;
+}
+
+/* ---- set-up ---- */
+
+static int trainer_init(trainer *t)
+{
+    const run_config *c = t->c;
+    int rc = rng_streams_init(&t->rng, c->seed);
+    if (rc)
+        return rc;
+    t->cap = c->batch > c->eval_batch ? c->batch : c->eval_batch;
+    long px = (long)t->tr->h * t->tr->w;
+    t->x = malloc(sizeof(float) * (size_t)t->cap * (size_t)px);
+    t->y = malloc((size_t)t->cap);
+    t->idx = malloc(sizeof(size_t) * (size_t)(t->tr->n + 1));
+    if (!t->x || !t->y || !t->idx)
+        return PATCTL_ERR_NOMEM;
+    for (long i = 0; i < t->tr->n; i++)
+        t->idx[i] = (size_t)i;
+    if ((rc = model_build(&t->m, c, t->tr->h, t->tr->w, t->cap, &t->rng, t->err, t->errlen)))
+        return rc;
+    model *m = &t->m;
+    if (m->classes < 2)
+        return fail(t, PATCTL_ERR_CONFIG, "the model has %d outputs; classification needs at least 2", m->classes);
+    t->dlogits = malloc(sizeof(float) * (size_t)t->cap * (size_t)m->classes);
+    if (!t->dlogits || (rc = optimizer_init(&t->opt, c->optimizer, m->n_params, c->lr, c->momentum)))
+        return rc ? rc : PATCTL_ERR_NOMEM;
+    if (c->mode == MODE_SPSA) {
+        t->p0 = malloc(sizeof(float) * 3 * (size_t)(m->n_params + 1));
+        if (!t->p0)
+            return PATCTL_ERR_NOMEM;
+        t->g = t->p0 + m->n_params + 1;
+        t->delta = t->g + m->n_params + 1;
+    }
+    for (int i = 0; i < m->n_devices; i++) {
+        t->snap[i].last_theta = malloc(sizeof(float) * (size_t)(m->devices[i]->n_theta + 1));
+        if (!t->snap[i].last_theta)
+            return PATCTL_ERR_NOMEM;
+    }
+    if (c->mode == MODE_IDEAL)
+        for (int i = 0; i < m->n_devices; i++)
+            if (!(m->devices[i]->desc.flags & PATCTL_DEV_HAS_VJP))
+                return fail(t, PATCTL_ERR_UNSUPPORTED, "mode ideal needs the device's exact VJP; device %s "
+                            "(%s) has none (use pat, insilico or spsa)", m->devices[i]->name,
+                            m->devices[i]->desc.model);
+    t->pass = c->mode == MODE_PAT ? PASS_PAT : c->mode == MODE_INSILICO ? PASS_SURROGATE : PASS_DEVICE;
+    t->steps_per_epoch = (t->tr->n + c->batch - 1) / c->batch;
+    t->total_steps = t->steps_per_epoch * c->epochs;
+    if (t->rs) {
+        for (int i = 0; i < m->n_devices; i++)
+            if ((rc = runstore_attach(t->rs, m->devices[i], i, c->journal, c->journal_every)))
+                return rc;
+        if (!t->o->resume && (rc = runstore_write_model(t->rs, c, m)))
+            return fail(t, rc, "run store: %s", runstore_error(t->rs));
+    }
+    return 0;
+}
+
+static void trainer_free(trainer *t)
+{
+    optimizer_free(&t->opt);
+    model_free(&t->m);
+    rng_streams_free(&t->rng);
+    free(t->x);
+    free(t->y);
+    free(t->idx);
+    free(t->dlogits);
+    free(t->p0);
+    for (int i = 0; i < CFG_MAX_DEVICES; i++)
+        free(t->snap[i].last_theta);
+}
+
+/* ---- one step ---- */
+
+static void set_context(trainer *t, const char *phase)
+{
+    if (t->rs)
+        runstore_set_context(t->rs, t->res->steps + 1, phase);
+}
+
+/* Forward (by pass), loss on what came out, backward by mode, optimiser. */
+static int step_gradient(trainer *t, int B, double *loss, int *hits)
+{
+    model *m = &t->m;
+    set_context(t, "train");
+    int rc = model_forward(m, t->x, B, t->pass, t->err, t->errlen);
+    if (rc)
+        return rc;
+    *loss = softmax_xent(model_logits(m), t->y, B, m->classes, t->dlogits, hits);
+    if (!isfinite(*loss))
+        return fail(t, PATCTL_ERR_NUMERIC, "step %ld: the loss is %g", t->res->steps + 1, *loss);
+    model_zero_grad(m);
+    if ((rc = model_backward(m, t->dlogits, B, t->c->mode, t->err, t->errlen)))
+        return rc;
+    optimizer_step(&t->opt, m->params, m->grads);
+    model_project(m);
+    return 0;
+}
+
+/* SPSA (Spall): for each of spsa_samples pairs draw delta in {-1,+1}^n
+ * (every parameter, digital ones included), measure the loss on the device
+ * at theta + c*delta and theta - c*delta, and average
+ *     g = (L+ - L-) / (2c) * delta
+ * into the gradient estimate the optimiser then uses.  2 * spsa_samples
+ * device queries per device per step; no surrogate, no backward pass. */
+static int step_spsa(trainer *t, int B, double *loss, int *hits)
+{
+    model *m = &t->m;
+    long n = m->n_params;
+    double cpert = t->c->spsa_c, lsum = 0;
+    int S = t->c->spsa_samples, hsum = 0;
+    gsl_rng *r = t->rng.r[STREAM_SPSA];
+    memcpy(t->p0, m->params, sizeof(float) * (size_t)n);
+    memset(t->g, 0, sizeof(float) * (size_t)n);
+    for (int s = 0; s < S; s++) {
+        unsigned long bits = 0;
+        for (long i = 0; i < n; i++) {
+            if (i % 32 == 0)
+                bits = gsl_rng_get(r); /* mt19937: 32 random bits */
+            t->delta[i] = (bits >> (i % 32)) & 1 ? 1.0f : -1.0f;
+        }
+        double L[2];
+        for (int k = 0; k < 2; k++) {
+            float sign = k == 0 ? 1.0f : -1.0f;
+            for (long i = 0; i < n; i++)
+                m->params[i] = t->p0[i] + sign * (float)cpert * t->delta[i];
+            model_project(m);
+            set_context(t, k == 0 ? "spsa+" : "spsa-");
+            int h = 0;
+            int rc = model_forward(m, t->x, B, PASS_DEVICE, t->err, t->errlen);
+            if (rc) {
+                memcpy(m->params, t->p0, sizeof(float) * (size_t)n);
+                return rc;
+            }
+            L[k] = softmax_xent(model_logits(m), t->y, B, m->classes, NULL, &h);
+            if (k == 0)
+                hsum += h;
+        }
+        if (!isfinite(L[0]) || !isfinite(L[1])) {
+            memcpy(m->params, t->p0, sizeof(float) * (size_t)n);
+            return fail(t, PATCTL_ERR_NUMERIC, "step %ld: the loss is not finite", t->res->steps + 1);
+        }
+        float coef = (float)((L[0] - L[1]) / (2.0 * cpert * S));
+        for (long i = 0; i < n; i++)
+            t->g[i] += coef * t->delta[i];
+        lsum += 0.5 * (L[0] + L[1]);
+    }
+    memcpy(m->params, t->p0, sizeof(float) * (size_t)n);
+    optimizer_step(&t->opt, m->params, t->g);
+    model_project(m);
+    *loss = lsum / S;
+    *hits = (hsum + S / 2) / S;
+    return 0;
+}
+
+static int train_step(trainer *t, int B)
+{
+    const run_config *c = t->c;
+    double t0 = now_seconds(), d0 = model_device_stats(&t->m).seconds;
+    gather(t->tr, t->idx, t->pos, B, t->x, t->y);
+    t->opt.lr = train_lr(c, t->res->steps, t->total_steps);
+    double loss = 0;
+    int hits = 0;
+    int rc = c->mode == MODE_SPSA ? step_spsa(t, B, &loss, &hits) : step_gradient(t, B, &loss, &hits);
+    if (rc)
+        return rc;
+    t->res->steps++;
+    t->pos += B;
+    device_stats ds = model_device_stats(&t->m);
+    double dev_s = ds.seconds - d0, all_s = now_seconds() - t0;
+    progress_step(&t->pg, loss, hits, B, dev_s, all_s);
+    if (t->rs) {
+        step_metrics sm = {.step = t->res->steps, .epoch = t->epoch + 1, .batch = B, .lr = t->opt.lr,
+                           .loss = loss, .accuracy = (double)hits / B, .device_seconds = dev_s,
+                           .compute_seconds = all_s - dev_s, .device_queries = ds.queries};
+        if ((rc = runstore_step(t->rs, &sm)) || (rc = runstore_commit(t->rs)) || (rc = runstore_failed(t->rs)))
+            return fail(t, rc, "run store: %s", runstore_error(t->rs));
+    }
+    return 0;
+}
+
+/* ---- epochs ---- */
+
+/* Evaluate on the test set (device), record it.  Interrupted: a checkpoint
+ * from the state before the evaluation. */
+static int eval_and_record(trainer *t)
+{
+    train_result *res = t->res;
+    device_stats before = model_device_stats(&t->m);
+    double e0 = now_seconds();
+    if (t->rs)
+        runstore_set_context(t->rs, res->steps, "eval");
+    progress_note(&t->pg, "evaluating on the device: %ld test images...\n", t->te->n);
+    double acc = 0;
+    int rc = train_evaluate(&t->m, t->te, t->c->eval_batch, t->o->stop, &acc, res->confusion, t->err, t->errlen);
+    device_stats used = stats_minus(model_device_stats(&t->m), before);
+    t->eval_dev = stats_plus(t->eval_dev, used);
+    res->eval_seconds += now_seconds() - e0;
+    if (rc)
+        return rc;
+    res->test_accuracy = acc;
+    progress_note(&t->pg, "test accuracy %.2f%% (%ld images on the device)\n", 100.0 * acc, t->te->n);
+    if (t->rs) {
+        eval_record er = {.step = res->steps, .epoch = t->epoch + (t->pos > 0 ? 1 : 0), .n = t->te->n,
+                          .accuracy = acc, .seconds = now_seconds() - e0, .device_queries = used.queries,
+                          .classes = 10, .confusion = &res->confusion[0][0]};
+        if ((rc = runstore_evaluation(t->rs, &er)))
+            return fail(t, rc, "run store: %s", runstore_error(t->rs));
+    }
+    return 0;
+}
+
+/* The end of an epoch: evaluate if due, record the epoch, checkpoint. */
+static int epoch_end(trainer *t)
+{
+    const run_config *c = t->c;
+    train_result *res = t->res;
+    int ep = t->epoch; /* 0-based index of the epoch that ends */
+    int due = c->eval_every > 0 && (ep + 1) % c->eval_every == 0;
+    epoch_record *er = &res->epochs[ep];
+    er->test_acc = -1;
+    er->loss = t->pg.loss_sum / (t->pg.epoch_steps ? t->pg.epoch_steps : 1);
+    er->train_acc = (double)t->pg.hits / (t->pg.seen ? t->pg.seen : 1);
+    er->seconds = t->pg.all_s;
+    er->device_seconds = t->pg.dev_s;
+    progress_epoch_end(&t->pg);
+    if (due) {
+        snapshot_devices(t);
+        int rc = eval_and_record(t);
+        if (rc)
+            return rc;
+        er->test_acc = res->test_accuracy;
+    }
+    if (t->rs) {
+        epoch_metrics em = {.epoch = ep + 1, .steps = t->pg.epoch_steps, .loss = er->loss,
+                            .train_accuracy = er->train_acc, .seconds = er->seconds,
+                            .device_seconds = er->device_seconds,
+                            .compute_seconds = er->seconds - er->device_seconds,
+                            .device_queries = model_device_stats(&t->m).queries, .test_accuracy = er->test_acc};
+        int rc = runstore_epoch(t->rs, &em);
+        if (rc)
+            return fail(t, rc, "run store: %s", runstore_error(t->rs));
+    }
+    t->epoch++;
+    t->pos = 0;
+    res->epochs_done = t->epoch;
+    return checkpoint_write(t, t->epoch == c->epochs, 0);
+}
+
+static int run_epochs(trainer *t)
+{
+    const run_config *c = t->c;
+    while (t->epoch < c->epochs) {
+        if (t->pos == 0 && t->pg.epoch != t->epoch + 1)
+            progress_epoch_begin(&t->pg, t->epoch + 1);
+        while (t->pos < t->tr->n) {
+            if (t->o->stop && *t->o->stop) {
+                t->res->interrupted = 1;
+                return PATCTL_ERR_INTERRUPTED;
+            }
+            /* the permutation of an epoch is drawn just before its first
+             * step, so a checkpoint at pos 0 holds the state before it */
+            if (t->pos == 0)
+                gsl_ran_shuffle(t->rng.r[STREAM_DATA], t->idx, (size_t)t->tr->n, sizeof(size_t));
+            int B = (int)((t->tr->n - t->pos) < c->batch ? (t->tr->n - t->pos) : c->batch);
+            int rc = train_step(t, B);
+            if (rc)
+                return rc;
+            if (c->checkpoint_every > 0 && t->res->steps % c->checkpoint_every == 0 && t->pos < t->tr->n &&
+                (rc = checkpoint_write(t, 0, 0)))
+                return rc;
+        }
+        int rc = epoch_end(t);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -54,114 +613,67 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
 {
     memset(res, 0, sizeof(*res));
     res->test_accuracy = -1.0;
-    if (c->mode == MODE_SPSA) {
-        snprintf(err, errlen, "mode spsa is not available in this build");
-        return PATCTL_ERR_UNSUPPORTED;
-    }
     if (c->epochs < 0 || c->epochs > TRAIN_MAX_EPOCHS || c->batch <= 0 || c->eval_batch <= 0) {
         snprintf(err, errlen, "epochs must be 0..%d and batch sizes positive", TRAIN_MAX_EPOCHS);
         return PATCTL_ERR_ARG;
     }
-    if (train->h != test->h || train->w != test->w) {
-        snprintf(err, errlen, "training and test images differ in size");
+    if (c->mode == MODE_SPSA && !(c->spsa_c > 0 && c->spsa_samples > 0)) {
+        snprintf(err, errlen, "spsa needs spsa_c > 0 and spsa_samples >= 1");
         return PATCTL_ERR_ARG;
     }
-    rng_streams rng;
-    model m;
-    optimizer opt;
-    memset(&m, 0, sizeof(m));
-    memset(&opt, 0, sizeof(opt));
-    int rc = rng_streams_init(&rng, c->seed);
-    if (rc)
-        return rc;
-    int cap = c->batch > c->eval_batch ? c->batch : c->eval_batch;
-    long px = (long)train->h * train->w;
-    float *x = malloc(sizeof(float) * (size_t)cap * (size_t)px);
-    uint8_t *y = malloc((size_t)cap);
-    float *dlogits = NULL;
-    size_t *idx = malloc(sizeof(size_t) * (size_t)(train->n + 1));
-    if (!x || !y || !idx) {
-        rc = PATCTL_ERR_NOMEM;
+    if (train->h != test->h || train->w != test->w || train->n <= 0) {
+        snprintf(err, errlen, "training and test images differ in size, or there are none");
+        return PATCTL_ERR_ARG;
+    }
+    if (o->resume && !o->store) {
+        snprintf(err, errlen, "resuming needs the run store");
+        return PATCTL_ERR_ARG;
+    }
+    trainer t;
+    memset(&t, 0, sizeof(t));
+    t.c = c, t.tr = train, t.te = test, t.o = o, t.res = res, t.rs = o->store, t.err = err, t.errlen = errlen;
+    int rc = trainer_init(&t);
+    if (rc) {
+        if (!err[0])
+            snprintf(err, errlen, "%s", patctl_strerror(rc));
         goto out;
     }
-    for (long i = 0; i < train->n; i++)
-        idx[i] = (size_t)i;
-    if ((rc = model_build(&m, c, train->h, train->w, cap, &rng, err, errlen)))
-        goto out;
-    if (m.classes < 2) {
-        snprintf(err, errlen, "the model has %d outputs; classification needs at least 2", m.classes);
-        rc = PATCTL_ERR_CONFIG;
-        goto out;
-    }
-    dlogits = malloc(sizeof(float) * (size_t)cap * (size_t)m.classes);
-    if (!dlogits || (rc = optimizer_init(&opt, c->optimizer, m.n_params, c->lr, c->momentum))) {
-        rc = rc ? rc : PATCTL_ERR_NOMEM;
-        goto out;
-    }
-
-    pass_kind pass = c->mode == MODE_PAT ? PASS_PAT : c->mode == MODE_INSILICO ? PASS_SURROGATE : PASS_DEVICE;
-    long steps_per_epoch = (train->n + c->batch - 1) / c->batch;
-    progress pg;
-    progress_begin(&pg, steps_per_epoch * c->epochs, c->epochs, o->tty, o->quiet);
-    double t_train0 = now_seconds();
-    for (int ep = 0; ep < c->epochs; ep++) {
-        progress_epoch_begin(&pg, ep + 1);
-        gsl_ran_shuffle(rng.r[STREAM_DATA], idx, (size_t)train->n, sizeof(size_t));
-        for (long s = 0; s < train->n; s += c->batch) {
-            if (o->stop && *o->stop) {
-                res->interrupted = 1;
-                goto stopped;
-            }
-            int B = (int)((train->n - s) < c->batch ? (train->n - s) : c->batch);
-            double t0 = now_seconds(), d0 = model_device_stats(&m).seconds;
-            gather(train, idx, s, B, x, y);
-            if ((rc = model_forward(&m, x, B, pass, err, errlen)))
-                goto fail;
-            int hits = 0;
-            double loss = softmax_xent(model_logits(&m), y, B, m.classes, dlogits, &hits);
-            model_zero_grad(&m);
-            if ((rc = model_backward(&m, dlogits, B, c->mode, err, errlen)))
-                goto fail;
-            optimizer_step(&opt, m.params, m.grads);
-            model_project(&m);
-            res->steps++;
-            progress_step(&pg, loss, hits, B, model_device_stats(&m).seconds - d0, now_seconds() - t0);
+    progress_begin(&t.pg, t.total_steps, c->epochs, o->tty, o->quiet);
+    t.t0 = now_seconds();
+    if (o->resume) {
+        if ((rc = trainer_restore(&t, o->resume)))
+            goto out;
+        if (t.pos > 0 || t.epoch < c->epochs) {
+            progress_epoch_begin(&t.pg, t.epoch + 1);
+            progress_epoch_restore(&t.pg, o->resume->epoch_steps, o->resume->loss_sum, o->resume->hits,
+                                   o->resume->seen, o->resume->dev_s, o->resume->all_s);
         }
-        epoch_record *er = &res->epochs[ep];
-        er->loss = pg.loss_sum / (pg.epoch_steps ? pg.epoch_steps : 1);
-        er->train_acc = (double)pg.hits / (pg.seen ? pg.seen : 1);
-        er->seconds = now_seconds() - pg.t_epoch0;
-        er->device_seconds = pg.dev_s;
-        res->epochs_done = ep + 1;
-        progress_epoch_end(&pg);
     }
-stopped:
-    res->train_seconds = now_seconds() - t_train0;
-    res->train_dev = model_device_stats(&m);
-    if (res->interrupted) {
-        model_make_safe(&m);
-        snprintf(err, errlen, "interrupted after %ld steps; devices made safe", res->steps);
-        rc = PATCTL_ERR_INTERRUPTED;
+    if (c->epochs == 0 && (rc = checkpoint_write(&t, 1, 0)))
         goto out;
+    rc = run_epochs(&t);
+    res->train_seconds = t.seconds_before + (now_seconds() - t.t0);
+    /* the final evaluation, unless the last epoch's was it */
+    if (!rc && !(c->eval_every > 0 && c->epochs > 0 && c->epochs % c->eval_every == 0)) {
+        snapshot_devices(&t);
+        rc = eval_and_record(&t);
     }
-    double t_eval0 = now_seconds();
-    progress_note(&pg, "evaluating on the device: %ld test images...\n", test->n);
-    if ((rc = evaluate(&m, test, c->eval_batch, &res->test_accuracy, res->confusion, x, y, err, errlen)))
-        goto fail;
-    res->eval_seconds = now_seconds() - t_eval0;
-    res->all_dev = model_device_stats(&m);
-    goto out;
-fail:
-    res->train_dev = model_device_stats(&m);
-    res->all_dev = res->train_dev;
-    model_make_safe(&m);
+    if (rc == PATCTL_ERR_INTERRUPTED) {
+        /* stopped between steps, or during an evaluation: keep the position */
+        res->interrupted = 1;
+        int from_snap = t.pos == train->n || (t.pos == 0 && t.epoch == c->epochs);
+        int wrc = from_snap ? (t.epoch == c->epochs ? 0 : checkpoint_write(&t, 0, 1)) : checkpoint_write(&t, 0, 0);
+        snprintf(err, errlen, "interrupted after %ld steps%s; devices made safe", res->steps,
+                 wrc ? " (the checkpoint could not be written)" : t.rs ? ", checkpoint written" : "");
+    }
 out:
-    optimizer_free(&opt);
-    model_free(&m);
-    rng_streams_free(&rng);
-    free(x);
-    free(y);
-    free(idx);
-    free(dlogits);
+    res->all_dev = model_device_stats(&t.m);
+    res->train_dev = stats_minus(res->all_dev, t.eval_dev);
+    if (res->train_seconds == 0 && t.t0 > 0)
+        res->train_seconds = t.seconds_before + (now_seconds() - t.t0);
+    res->devices_safe = model_make_safe(&t.m) == 0;
+    if (t.rs)
+        runstore_commit(t.rs);
+    trainer_free(&t);
     return rc;
 }

@@ -1,5 +1,5 @@
-/* The training loop: PAT, in-silico and ideal training of a model, then
- * evaluation on the device. */
+/* The training loop: PAT, in-silico, ideal and SPSA training of a model,
+ * evaluation on the device, checkpoints and resume through the run store. */
 #ifndef PATCTL_TRAIN_H
 #define PATCTL_TRAIN_H
 
@@ -9,26 +9,33 @@
 
 #include "controller/config.h"
 #include "controller/data.h"
+#include "controller/runstore.h"
 #include "devices/device.h"
 
 #define TRAIN_MAX_EPOCHS 1000
+
+struct model;
 
 typedef struct epoch_record {
     double loss;          /* mean training loss */
     double train_acc;     /* running accuracy on the training batches */
     double seconds;       /* wall time of the epoch */
     double device_seconds;
+    double test_acc;      /* on the device after this epoch, -1 = not evaluated */
 } epoch_record;
 
 typedef struct train_result {
     int epochs_done;
     int interrupted;          /* stopped by SIGINT/SIGTERM */
+    int resumed;              /* continued from a checkpoint */
     double test_accuracy;     /* on the device, fraction 0..1 (-1 = not evaluated) */
-    double train_seconds;
+    double train_seconds;     /* over all sessions of the run */
     double eval_seconds;
-    long steps;
-    device_stats train_dev;   /* device counters during training */
+    long steps;               /* over the whole run */
+    device_stats train_dev;   /* device counters during training (whole run) */
     device_stats all_dev;     /* ... and including evaluation */
+    int devices_safe;         /* every device put into its safe setting at the end */
+    int64_t last_checkpoint;  /* id in the run store, 0 = none */
     int confusion[10][10];    /* [true][predicted] of the evaluation */
     epoch_record epochs[TRAIN_MAX_EPOCHS];
 } train_result;
@@ -37,9 +44,30 @@ typedef struct train_options {
     int tty;                  /* draw a progress bar */
     int quiet;
     volatile sig_atomic_t *stop;  /* set asynchronously to stop cleanly; may be NULL */
+    runstore *store;          /* record into this run store; NULL = record nothing */
+    const checkpoint *resume; /* continue from this checkpoint (needs store); NULL = fresh */
 } train_options;
 
+/* Train per c (mode, optimiser, schedule, epochs), evaluate on the device.
+ * With a store: writes the device descriptions (fresh runs), the journal,
+ * step/epoch metrics, evaluations and checkpoints (every checkpoint_every
+ * steps, at epoch ends, at the end, and when stopped by *o->stop).  Returns
+ * PATCTL_ERR_INTERRUPTED when stopped; devices are made safe on every exit. */
 int train_run(const run_config *c, const dataset *train, const dataset *test,
               const train_options *o, train_result *res, char *err, size_t errlen);
+
+/* Accuracy and confusion matrix [true][predicted] (classes <= 10 counted)
+ * of the model on d, physical layers on the device.  Checks *stop between
+ * batches (PATCTL_ERR_INTERRUPTED). */
+int train_evaluate(struct model *m, const dataset *d, int eval_batch, volatile sig_atomic_t *stop,
+                   double *acc, int conf[10][10], char *err, size_t errlen);
+
+/* Put a checkpoint's device state back: the setting each device held
+ * (ramped to, when a block limits its step), then the query counters and
+ * statistics (a seeded simulator then continues the same noise stream). */
+int train_restore_devices(struct model *m, const checkpoint *ck, char *err, size_t errlen);
+
+/* The learning rate at step t (0-based) of total steps. */
+double train_lr(const run_config *c, long t, long total);
 
 #endif

@@ -44,6 +44,19 @@ void device_set_logger(device *d, device_log_fn fn, void *user)
     d->log_user = user;
 }
 
+void device_set_journal(device *d, device_journal_fn fn, void *user)
+{
+    d->journal = fn;
+    d->journal_user = user;
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 long device_desc_n_theta(const struct patctl_device_desc *desc)
 {
     long n = 0;
@@ -63,16 +76,25 @@ long device_block_offset(const struct patctl_device_desc *desc, int b)
 static int check_desc(const struct patctl_device_desc *desc, char *err, size_t errlen)
 {
     if (desc->n_in <= 0 || desc->n_out <= 0 || desc->n_blocks < 0 ||
-        desc->n_blocks > PATCTL_MAX_BLOCKS || !(desc->in_lo <= desc->in_hi)) {
+        desc->n_blocks > PATCTL_MAX_BLOCKS || !isfinite(desc->in_lo) || !isfinite(desc->in_hi) ||
+        !(desc->in_lo <= desc->in_hi)) {
         snprintf(err, errlen, "driver returned an invalid description (n_in %d, n_out %d, %d blocks)",
                  desc->n_in, desc->n_out, desc->n_blocks);
         return PATCTL_ERR_FORMAT;
     }
     for (int b = 0; b < desc->n_blocks; b++) {
         const struct patctl_param_block *k = &desc->blocks[b];
-        if (k->rows <= 0 || k->cols <= 0 || !(k->lo <= k->hi) || !(k->max_step >= 0) ||
+        if (k->rows <= 0 || k->cols <= 0 || !isfinite(k->lo) || !isfinite(k->hi) ||
+            !(k->lo <= k->hi) || !(k->max_step >= 0) || !isfinite(k->max_step) ||
             !(k->safe >= k->lo && k->safe <= k->hi)) {
             snprintf(err, errlen, "driver returned an invalid parameter block %d (%.32s)", b, k->name);
+            return PATCTL_ERR_FORMAT;
+        }
+        /* a ramp must make progress in float32 and stay a sane length */
+        double mag = fmax(fmax(fabs(k->lo), fabs(k->hi)), 1e-30);
+        if (k->max_step > 0 && (k->max_step < 1e-6 * mag || k->max_step < 1e-6 * (k->hi - k->lo))) {
+            snprintf(err, errlen, "driver returned parameter block %d (%.32s) with max_step %g, "
+                     "below 1e-6 of its range [%g, %g]", b, k->name, k->max_step, k->lo, k->hi);
             return PATCTL_ERR_FORMAT;
         }
     }
@@ -110,6 +132,7 @@ int device_open_driver(device **out, const char *name, const struct patctl_drive
         return PATCTL_ERR_NOMEM;
     d->drv = drv;
     d->retries = 2;
+    d->max_ramp = 100000;
     snprintf(d->name, sizeof(d->name), "%s", name ? name : drv->name);
     device_set_logger(d, NULL, NULL);
     char derr[256] = "";
@@ -260,8 +283,20 @@ long boundary_ramp_steps(const struct patctl_device_desc *desc, const float *fro
         }
         off += len;
     }
-    /* tiny slack so that a step of exactly max_step is one step */
-    return (long)ceil(worst * (1.0 - 1e-6));
+    return (long)ceil(worst); /* a step of exactly max_step is one step */
+}
+
+float boundary_step_toward(float cur, float want, float max_step)
+{
+    if (!(max_step > 0))
+        return want;
+    double dlt = (double)want - (double)cur;
+    if (fabs(dlt) <= max_step)
+        return want;
+    float c = (float)((double)cur + (dlt > 0 ? (double)max_step : -(double)max_step));
+    while (fabs((double)c - (double)cur) > max_step) /* undo rounding past max_step */
+        c = nextafterf(c, cur);
+    return c;
 }
 
 void device_project(const device *d, float *theta)
@@ -297,13 +332,17 @@ static int ensure_batch(device *d, int B)
     return 0;
 }
 
-/* One driver call with fault accounting. */
-static int driver_run(device *d, const float *theta, const float *x, int B, float *y)
+/* One driver call with fault accounting (and the journal, if any). */
+static int driver_run(device *d, const float *theta, const float *x, int B, float *y, int attempt,
+                      int ramp)
 {
     struct patctl_query q = {.id = d->next_id++, .batch = B, .theta = theta, .x = x};
+    double w0 = d->journal ? wall_s() : 0.0;
     double t0 = now_s();
     int rc = d->drv->run(d->state, &q, y);
-    d->st.seconds += now_s() - t0;
+    double t1 = now_s();
+    d->st.seconds += t1 - t0;
+    int driver_rc = rc;
     if (rc == 0 && B > 0) {
         long len = (long)B * d->desc.n_out;
         for (long i = 0; i < len; i++)
@@ -314,6 +353,13 @@ static int driver_run(device *d, const float *theta, const float *x, int B, floa
     }
     if (rc == 0 && B > 0)
         d->sent_id = q.id;
+    if (d->journal) {
+        device_journal_entry e = {.id = q.id, .batch = B, .attempt = attempt, .ramp = ramp, .rc = rc,
+                                  .theta = theta, .x = B > 0 ? x : NULL,
+                                  .y = driver_rc == 0 && B > 0 ? y : NULL,
+                                  .t_start = w0, .t_end = w0 + (t1 - t0)};
+        d->journal(d->journal_user, d, &e);
+    }
     return rc;
 }
 
@@ -324,6 +370,7 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
     int rc = ensure_batch(d, B);
     if (rc)
         return rc;
+    d->sent_B = 0; /* sent_x/sent_theta are rewritten below: no VJP until success */
     uint64_t clamped = 0;
     rc = boundary_theta(&d->desc, theta, d->scratch, d->limits, &clamped);
     if (rc == 0 && B > 0)
@@ -339,29 +386,51 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
         d->st.clamped += clamped;
     }
 
-    /* ramp from the setting the device holds now */
-    long nramp = d->has_last ? boundary_ramp_steps(&d->desc, d->last_theta, d->scratch) : 1;
+    /* ramp from the setting the driver was sent last: every consecutive pair
+     * of settings a driver receives differs by at most max_step per entry */
+    long nramp = boundary_ramp_steps(&d->desc, d->last_theta, d->scratch);
     if (nramp > 1) {
-        if (d->steps == STEP_REFUSE) {
+        if (d->steps == STEP_REFUSE || nramp > d->max_ramp) {
             d->st.rejected++;
-            devlog(d, DEVLOG_WARN, "parameter step larger than max_step refused (%ld steps needed)", nramp);
+            devlog(d, DEVLOG_WARN, "parameter step larger than max_step refused (%ld steps needed%s)",
+                   nramp, d->steps == STEP_REFUSE ? "" : ", more than the longest ramp allowed");
             return PATCTL_ERR_LIMIT;
         }
         memcpy(d->ramp_from, d->last_theta, sizeof(float) * (size_t)d->n_theta);
-        for (long s = 1; s < nramp; s++) {
-            float f = (float)s / (float)nramp;
-            for (long i = 0; i < d->n_theta; i++)
-                d->sent_theta[i] = d->ramp_from[i] + f * (d->scratch[i] - d->ramp_from[i]);
-            /* keep exact limits under rounding */
-            rc = boundary_theta(&d->desc, d->sent_theta, d->sent_theta, LIMIT_CLAMP, NULL);
-            if (rc == 0)
-                rc = driver_run(d, d->sent_theta, NULL, 0, NULL);
+        for (long s = 1;; s++) {
+            /* the next point of the straight line from ramp_from to scratch,
+             * never more than max_step from the last point sent */
+            int done = 1;
+            long off = 0;
+            for (int b = 0; b < d->desc.n_blocks; b++) {
+                const struct patctl_param_block *k = &d->desc.blocks[b];
+                long len = (long)k->rows * k->cols;
+                for (long i = off; i < off + len; i++) {
+                    float want = d->scratch[i];
+                    if (s < nramp) {
+                        double f = (double)s / (double)nramp;
+                        want = (float)(d->ramp_from[i] + f * ((double)d->scratch[i] - d->ramp_from[i]));
+                        want = want < k->lo ? k->lo : want > k->hi ? k->hi : want;
+                    }
+                    float c = boundary_step_toward(d->last_theta[i], want, k->max_step);
+                    d->sent_theta[i] = c;
+                    done &= (c == d->scratch[i]);
+                }
+                off += len;
+            }
+            if (done)
+                break; /* the batch query itself takes the last step */
+            if (s > 2 * nramp + 16) {
+                devlog(d, DEVLOG_FAULT, "ramp makes no progress after %ld steps", s);
+                return PATCTL_ERR_NUMERIC;
+            }
+            rc = driver_run(d, d->sent_theta, NULL, 0, NULL, 0, 1);
+            memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
             if (rc) {
                 d->st.faults++;
                 devlog(d, DEVLOG_FAULT, "ramp step %ld/%ld failed: %s", s, nramp, patctl_strerror(rc));
                 return rc;
             }
-            memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
             d->st.ramp_steps++;
         }
     }
@@ -372,7 +441,9 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
             d->st.retries++;
             devlog(d, DEVLOG_WARN, "retrying query (attempt %d of %d)", attempt + 1, d->retries + 1);
         }
-        rc = driver_run(d, d->sent_theta, B > 0 ? d->sent_x : NULL, B, y);
+        rc = driver_run(d, d->sent_theta, B > 0 ? d->sent_x : NULL, B, y, attempt, 0);
+        /* the driver has seen this setting, whether or not it succeeded */
+        memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
         if (rc == 0)
             break;
         d->st.faults++;
@@ -382,10 +453,10 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
         if (rc == PATCTL_ERR_ARG || rc == PATCTL_ERR_NOMEM || rc == PATCTL_ERR_UNSUPPORTED)
             break; /* not transient */
     }
-    if (rc)
+    if (rc) {
+        d->sent_B = 0; /* nothing to take a VJP of */
         return rc;
-    memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
-    d->has_last = 1;
+    }
     d->sent_B = B;
     if (B > 0) {
         d->st.queries++;

@@ -21,6 +21,25 @@ typedef enum { STEP_RAMP = 0, STEP_REFUSE = 1 } step_policy;
 enum { DEVLOG_INFO = 0, DEVLOG_WARN = 1, DEVLOG_FAULT = 2 };
 typedef void (*device_log_fn)(void *user, const char *device, int level, const char *msg);
 
+struct device;
+
+/* One driver call as a journal sees it: every run() call, including ramp
+ * steps (B == 0), failed attempts and retries.  Arrays are owned by the
+ * device and valid only during the callback. */
+typedef struct device_journal_entry {
+    uint64_t id;           /* query id (patctl_query.id) */
+    int batch;             /* B; 0 = parameter-only (ramp step or apply) */
+    int attempt;           /* 0 = first try, k = k-th retry */
+    int ramp;              /* 1 = a step of a ramp towards a new setting */
+    int rc;                /* 0 or the PATCTL_ERR_* of this call */
+    const float *theta;    /* [n_theta] as sent */
+    const float *x;        /* [B, n_in] as sent (after the boundary), NULL when B == 0 */
+    const float *y;        /* [B, n_out] as returned by the driver (may hold the
+                              NaN/Inf of a fault), NULL when the driver failed or B == 0 */
+    double t_start, t_end; /* wall clock, seconds since the Unix epoch */
+} device_journal_entry;
+typedef void (*device_journal_fn)(void *user, const struct device *d, const device_journal_entry *e);
+
 typedef struct device_stats {
     uint64_t queries;     /* driver run() calls with B > 0 that succeeded */
     uint64_t samples;     /* sum of B over those */
@@ -42,9 +61,10 @@ typedef struct device {
     limit_policy limits;
     step_policy steps;
     int retries;                      /* extra attempts after a fault */
+    long max_ramp;                    /* longest ramp (steps) allowed; longer is refused */
     uint64_t next_id;                 /* id of the next query */
-    int has_last;
-    float *last_theta;                /* [n_theta] setting the device holds now */
+    int has_last;                     /* (always 1 after open: the safe setting) */
+    float *last_theta;                /* [n_theta] the setting last sent to the driver */
     float *sent_theta;                /* [n_theta] setting of the last batch */
     float *sent_x;                    /* [sent_cap, n_in] inputs of the last batch */
     int sent_cap, sent_B;
@@ -56,6 +76,8 @@ typedef struct device {
     device_stats st;
     device_log_fn log;
     void *log_user;
+    device_journal_fn journal;        /* NULL = no journal */
+    void *journal_user;
     char err[256];                    /* last error message */
 } device;
 
@@ -85,9 +107,14 @@ int boundary_theta(const struct patctl_device_desc *desc, const float *theta, fl
 /* The same for inputs x[B, n_in]. */
 int boundary_inputs(const struct patctl_device_desc *desc, const float *x, float *out, int B,
                     limit_policy policy, uint64_t *nclamped);
-/* Number of ramp steps needed to go from `from` to `to` (1 = direct). */
+/* Number of ramp steps needed to go from `from` to `to` (1 = direct):
+ * ceil(max_i |to_i - from_i| / max_step_i). */
 long boundary_ramp_steps(const struct patctl_device_desc *desc, const float *from,
                          const float *to);
+/* `want`, or the float nearest to it that is at most max_step from cur
+ * (max_step <= 0: unlimited).  Exact: |result - cur| <= max_step in real
+ * arithmetic, despite float rounding. */
+float boundary_step_toward(float cur, float want, float max_step);
 
 /* Clamp theta[n_theta] into the limits in place (for optimisers: keeps the
  * model's parameters equal to what the device can be sent).  NaN -> safe. */
@@ -110,5 +137,8 @@ int device_make_safe(device *d);
 
 /* Hook for messages (clamps, faults, retries); default prints to stderr. */
 void device_set_logger(device *d, device_log_fn fn, void *user);
+/* Hook called after every driver run() call (see device_journal_entry);
+ * NULL switches the journal off.  devices/ stores nothing itself. */
+void device_set_journal(device *d, device_journal_fn fn, void *user);
 
 #endif

@@ -5,5 +5,7 @@
 #include "patctl/device.h"
 
 extern const struct patctl_driver patctl_driver_oscillators;
+extern const struct patctl_driver patctl_driver_shg;
+extern const struct patctl_driver patctl_driver_circuit;
 
 #endif

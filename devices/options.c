@@ -101,23 +101,35 @@ int options_u64(const struct patctl_option *o, int n, const char *key, uint64_t 
     return 0;
 }
 
+static int in_list(const char *key, const char *const *list)
+{
+    for (const char *const *k = list; k && *k; k++)
+        if (strcmp(key, *k) == 0)
+            return 1;
+    return 0;
+}
+
+int options_check_known2(const struct patctl_option *o, int n, const char *const *known,
+                         const char *const *more, const char *driver, char *err,
+                         size_t errlen)
+{
+    for (int i = 0; i < n; i++) {
+        if (in_list(o[i].key, known) || in_list(o[i].key, more))
+            continue;
+        size_t used = (size_t)snprintf(err, errlen, "driver %s: unknown option '%s' (known:",
+                                       driver, o[i].key);
+        for (int l = 0; l < 2; l++)
+            for (const char *const *k = l ? more : known; k && *k && used < errlen; k++)
+                used += (size_t)snprintf(err + used, errlen - used, " %s", *k);
+        if (used < errlen)
+            snprintf(err + used, errlen - used, ")");
+        return PATCTL_ERR_ARG;
+    }
+    return 0;
+}
+
 int options_check_known(const struct patctl_option *o, int n, const char *const *known,
                         const char *driver, char *err, size_t errlen)
 {
-    for (int i = 0; i < n; i++) {
-        int ok = 0;
-        for (const char *const *k = known; *k; k++)
-            if (strcmp(o[i].key, *k) == 0)
-                ok = 1;
-        if (!ok) {
-            size_t used = (size_t)snprintf(err, errlen, "driver %s: unknown option '%s' (known:",
-                                           driver, o[i].key);
-            for (const char *const *k = known; *k && used < errlen; k++)
-                used += (size_t)snprintf(err + used, errlen - used, " %s", *k);
-            if (used < errlen)
-                snprintf(err + used, errlen - used, ")");
-            return PATCTL_ERR_ARG;
-        }
-    }
-    return 0;
+    return options_check_known2(o, n, known, NULL, driver, err, errlen);
 }

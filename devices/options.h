@@ -28,5 +28,10 @@ int options_u64(const struct patctl_option *o, int n, const char *key, uint64_t 
 /* Every key in o must be in the NULL-terminated list known. */
 int options_check_known(const struct patctl_option *o, int n, const char *const *known,
                         const char *driver, char *err, size_t errlen);
+/* The same with two lists (a driver's own keys and, e.g., sim_noise_keys);
+ * either list may be NULL. */
+int options_check_known2(const struct patctl_option *o, int n, const char *const *known,
+                         const char *const *more, const char *driver, char *err,
+                         size_t errlen);
 
 #endif

@@ -8,6 +8,8 @@
 
 static const struct patctl_driver *const builtin[] = {
     &patctl_driver_oscillators,
+    &patctl_driver_shg,
+    &patctl_driver_circuit,
     NULL,
 };
 

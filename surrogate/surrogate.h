@@ -6,7 +6,9 @@
 #ifndef PATCTL_SURROGATE_H
 #define PATCTL_SURROGATE_H
 
+#include "surrogate/circuit.h"
 #include "surrogate/oscillator.h"
+#include "surrogate/shg.h"
 
 typedef struct surrogate surrogate;
 
@@ -42,5 +44,18 @@ void surrogate_destroy(surrogate **sp);
 surrogate *surrogate_osc_new(const osc_model *m);
 /* Access to the model of an oscillator surrogate (to set fitted constants). */
 osc_model *surrogate_osc_model(surrogate *s);
+
+/* SHG surrogate with the given model (copied; resp_extra must outlive the
+ * surrogate or be NULL).  theta = phi [n_par].  NULL on a bad geometry or no
+ * memory.  Caller owns. */
+surrogate *surrogate_shg_new(const shg_model *m);
+/* The model of an SHG surrogate (to set fitted constants), or NULL. */
+shg_model *surrogate_shg_model(surrogate *s);
+
+/* Circuit surrogate with the given model (copied).  theta = [gain (n_in),
+ * bias (n_in)].  NULL on a bad model or no memory.  Caller owns. */
+surrogate *surrogate_circuit_new(const circuit_model *m);
+/* The model of a circuit surrogate (to set fitted constants), or NULL. */
+circuit_model *surrogate_circuit_model(surrogate *s);
 
 #endif

@@ -5,7 +5,11 @@
  *   - a fixed random extra coupling Qn = L(sym(j_noise * randn)) drawn once
  *     from the device seed,
  *   - input noise q(0) = x + n, n ~ N(0, sigma^2), fresh for every query,
- *   - optional truth calibration: coupling_gain, in/out gain and offset.
+ *   - optional truth calibration: coupling_gain, in/out gain and offset,
+ *   - optional slow drift of eta (temperature): eta(id) = eta + eta_drift *
+ *     sin(2 pi id / eta_drift_period), following the query id so that runs
+ *     stay reproducible and the ideal VJP sees the eta of its forward pass,
+ *   - the common noise/fault layer (devices/sim_noise.h), off by default.
  * Parameters: C [N,N] (coupling, 1/s^2) and e [N] (drive, rad/s^2).
  * Inputs x [B,N] are initial displacements (rad); outputs y [B,N] are the
  * displacements at t_end (rad). */
@@ -16,6 +20,7 @@
 
 #include "devices/drivers.h"
 #include "devices/options.h"
+#include "devices/sim_noise.h"
 #include "devices/sim_rng.h"
 #include "surrogate/oscillator.h"
 
@@ -25,6 +30,10 @@ typedef struct {
     osc_model m;          /* the hidden truth */
     float *q_noise;       /* [N,N] owned */
     float sigma;          /* input noise std, rad */
+    float eta0;           /* eta without drift */
+    double eta_drift;     /* drift amplitude of eta */
+    double eta_period;    /* queries per drift cycle */
+    sim_noise nz;         /* common output noise/fault layer */
     uint64_t seed;
     osc_tape *tape;       /* grown on demand */
     float *noise;         /* [cap, N] */
@@ -34,7 +43,7 @@ typedef struct {
 
 static const char *const known[] = {
     "n", "eta", "j_noise", "sigma", "seed", "steps", "t_end", "coupling_gain",
-    "in_gain", "in_offset", "out_gain", "out_offset", NULL,
+    "in_gain", "in_offset", "out_gain", "out_offset", "eta_drift", "eta_drift_period", NULL,
 };
 
 static int ensure_cap(osc_dev *d, int B)
@@ -68,11 +77,12 @@ static void osc_close(void *state)
 static int osc_open(void **state, const struct patctl_option *o, int no,
                     struct patctl_device_desc *desc, char *err, size_t errlen)
 {
-    int rc = options_check_known(o, no, known, "oscillators", err, errlen);
+    int rc = options_check_known2(o, no, known, sim_noise_keys, "oscillators", err, errlen);
     if (rc)
         return rc;
     long n, steps;
-    double eta, jn, sigma, t_end, cg, ig, io, og, oo;
+    double eta, jn, sigma, t_end, cg, ig, io, og, oo, edrift, eperiod;
+    sim_noise nz;
     uint64_t seed;
     if ((rc = options_int(o, no, "n", 64, &n, err, errlen)) ||
         (rc = options_float(o, no, "eta", 0.1, &eta, err, errlen)) ||
@@ -85,8 +95,15 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
         (rc = options_float(o, no, "in_gain", 1.0, &ig, err, errlen)) ||
         (rc = options_float(o, no, "in_offset", 0.0, &io, err, errlen)) ||
         (rc = options_float(o, no, "out_gain", 1.0, &og, err, errlen)) ||
-        (rc = options_float(o, no, "out_offset", 0.0, &oo, err, errlen)))
+        (rc = options_float(o, no, "out_offset", 0.0, &oo, err, errlen)) ||
+        (rc = options_float(o, no, "eta_drift", 0.0, &edrift, err, errlen)) ||
+        (rc = options_float(o, no, "eta_drift_period", 10000.0, &eperiod, err, errlen)) ||
+        (rc = sim_noise_parse(&nz, o, no, seed, err, errlen)))
         return rc;
+    if (eperiod <= 0) {
+        snprintf(err, errlen, "option eta_drift_period: expected > 0 queries, got %g", eperiod);
+        return PATCTL_ERR_ARG;
+    }
     if (n < 1 || n > 20000) {
         snprintf(err, errlen, "option n: expected 1..20000 oscillators, got %ld", n);
         return PATCTL_ERR_ARG;
@@ -108,6 +125,10 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
     d->m.t_end = (float)t_end;
     d->m.k = (osc_consts){(float)eta, (float)cg, (float)ig, (float)io, (float)og, (float)oo};
     d->sigma = (float)sigma;
+    d->eta0 = (float)eta;
+    d->eta_drift = edrift;
+    d->eta_period = eperiod;
+    d->nz = nz;
     d->seed = seed;
     if (jn > 0) {
         long nn = n * n;
@@ -168,16 +189,27 @@ static int draw_noise(osc_dev *d, const struct patctl_query *q)
     return 0;
 }
 
+/* The physics of query q (its eta, its input noise) into y; tape kept. */
+static int osc_measure(osc_dev *d, const struct patctl_query *q, float *y)
+{
+    int rc = ensure_cap(d, q->batch);
+    if (rc || (rc = draw_noise(d, q)))
+        return rc;
+    d->m.k.eta = d->eta0;
+    if (d->eta_drift != 0)
+        d->m.k.eta += (float)(d->eta_drift *
+                              sin(2.0 * M_PI * fmod((double)q->id, d->eta_period) / d->eta_period));
+    long nn = (long)d->m.n * d->m.n;
+    return osc_forward(&d->m, q->theta, q->theta + nn, q->x, d->noise, q->batch, y, d->tape);
+}
+
 static int osc_run(void *state, const struct patctl_query *q, float *y)
 {
     osc_dev *d = state;
     if (q->batch == 0)
         return 0;
-    int rc = ensure_cap(d, q->batch);
-    if (rc || (rc = draw_noise(d, q)))
-        return rc;
-    long nn = (long)d->m.n * d->m.n;
-    return osc_forward(&d->m, q->theta, q->theta + nn, q->x, d->noise, q->batch, y, d->tape);
+    int rc = osc_measure(d, q, y);
+    return rc ? rc : sim_noise_apply(&d->nz, q->id, y, q->batch, d->m.n);
 }
 
 static int osc_vjp(void *state, const struct patctl_query *q, const float *gy,
@@ -195,7 +227,9 @@ static int osc_vjp(void *state, const struct patctl_query *q, const float *gy,
     float *y = malloc(sizeof(float) * (size_t)q->batch * (size_t)n);
     if (!y)
         return PATCTL_ERR_NOMEM;
-    int rc = osc_run(state, q, y); /* same id => same noise => same trajectory */
+    /* same id => same eta and input noise => same trajectory; the common
+     * output layer is the identity for the VJP (see sim_noise.h) */
+    int rc = osc_measure(d, q, y);
     free(y);
     if (rc)
         return rc;
@@ -227,7 +261,10 @@ const struct patctl_driver patctl_driver_oscillators = {
         "steps=5         RK4 steps\n"
         "t_end=0.5       integration time\n"
         "coupling_gain=1 truth: gain on the trained coupling\n"
-        "in_gain=1 in_offset=0 out_gain=1 out_offset=0   truth: input/output calibration\n",
+        "in_gain=1 in_offset=0 out_gain=1 out_offset=0   truth: input/output calibration\n"
+        "eta_drift=0     truth: slow drift amplitude of eta (temperature)\n"
+        "eta_drift_period=10000  queries per eta drift cycle\n"
+        SIM_NOISE_HELP,
     .flags = PATCTL_DRV_SEEDED,
     .open = osc_open,
     .run = osc_run,

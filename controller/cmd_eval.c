@@ -1,0 +1,187 @@
+/* patctl eval RUN: run a checkpoint of a run on the device (its config's
+ * devices and test set) and print the accuracy and the confusion matrix.
+ * The evaluation is a session of the run: its queries go into the journal,
+ * the result into the evaluation table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "controller/commands.h"
+#include "controller/model.h"
+#include "controller/progress.h"
+#include "controller/rng.h"
+#include "controller/run_setup.h"
+#include "controller/runstore.h"
+#include "controller/train.h"
+
+static const char *const fmnist_classes[10] = {"T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                                               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+
+static void eval_usage(FILE *f)
+{
+    fprintf(f, "usage: patctl eval RUN [--checkpoint ID] [--test-limit N] [--batch N] [--quiet]\n"
+               "\n"
+               "Loads a checkpoint of run directory RUN (default: the last one), builds its\n"
+               "model with the run's devices, evaluates the run's test set on the devices and\n"
+               "prints the accuracy and the confusion matrix [true class x predicted class].\n"
+               "The device query counters are restored from the checkpoint, so a seeded\n"
+               "simulated device measures with the same noise as the run would have.\n"
+               "The evaluation (and its device journal) is recorded in RUN/run.sqlite.\n");
+}
+
+static void print_confusion(const run_config *c, const int conf[10][10], int classes)
+{
+    int named = strcmp(c->data_set, "fashion-mnist") == 0 && classes == 10;
+    printf("confusion matrix (rows: true class, columns: predicted class)\n%12s", "");
+    for (int j = 0; j < classes; j++)
+        printf("%6d", j);
+    printf("  recall\n");
+    for (int i = 0; i < classes; i++) {
+        int row = 0;
+        for (int j = 0; j < classes; j++)
+            row += conf[i][j];
+        if (named)
+            printf("%d %-10s", i, fmnist_classes[i]);
+        else
+            printf("%-12d", i);
+        for (int j = 0; j < classes; j++)
+            printf("%6d", conf[i][j]);
+        printf("  %5.1f%%\n", row ? 100.0 * conf[i][i] / row : 0.0);
+    }
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    const char *run = NULL;
+    long long ck_id = 0;
+    long test_limit = -1, batch = 0;
+    int quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            eval_usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc) {
+            ck_id = strtoll(argv[++i], &end, 10);
+            if (*end || ck_id <= 0)
+                goto bad;
+        } else if (strcmp(argv[i], "--test-limit") == 0 && i + 1 < argc) {
+            test_limit = strtol(argv[++i], &end, 10);
+            if (*end || test_limit < 0)
+                goto bad;
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+            batch = strtol(argv[++i], &end, 10);
+            if (*end || batch < 1 || batch > 65536)
+                goto bad;
+        } else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
+            quiet = 1;
+        } else if (argv[i][0] != '-' && !run) {
+            run = argv[i];
+        } else {
+            fprintf(stderr, "patctl eval: unknown option '%s' (see --help)\n", argv[i]);
+            return EXIT_USAGE;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "patctl eval: bad value for %s (see --help)\n", argv[i - 1]);
+        return EXIT_USAGE;
+    }
+    if (!run) {
+        eval_usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    char err[1024] = "";
+    runstore *rs = NULL;
+    checkpoint ck;
+    memset(&ck, 0, sizeof(ck));
+    run_config c;
+    dataset te;
+    memset(&te, 0, sizeof(te));
+    model m;
+    memset(&m, 0, sizeof(m));
+    rng_streams rng;
+    memset(&rng, 0, sizeof(rng));
+    int conf[10][10];
+    double acc = 0, t0 = now_seconds();
+    int lock = run_lock(run, err, sizeof(err)), rc = lock < 0 ? PATCTL_ERR_STATE : 0;
+    if (!rc)
+        rc = runstore_open(&rs, run, 1, err, sizeof(err));
+    if (!rc)
+        rc = run_config_from_store(rs, run, &c, err, sizeof(err));
+    if (!rc) {
+        if (test_limit >= 0)
+            c.test_limit = test_limit;
+        if (batch > 0)
+            c.eval_batch = (int)batch;
+        rc = run_load_data(&c, NULL, &te, err, sizeof(err));
+    }
+    if (!rc)
+        rc = runstore_checkpoint_load(rs, ck_id, &ck, err, sizeof(err));
+    if (!rc)
+        rc = rng_streams_init(&rng, c.seed);
+    if (!rc)
+        rc = model_build(&m, &c, te.h, te.w, c.eval_batch, &rng, err, sizeof(err));
+    if (!rc && ck.n_params != m.n_params) {
+        snprintf(err, sizeof(err), "checkpoint %lld has %ld parameters, the model %ld", (long long)ck.id,
+                 ck.n_params, m.n_params);
+        rc = PATCTL_ERR_FORMAT;
+    }
+    char *argv_text = run_argv_text(argc, argv);
+    int session = 0;
+    if (!rc) {
+        memcpy(m.params, ck.params, sizeof(float) * (size_t)m.n_params);
+        rc = runstore_session_begin(rs, "eval", argv_text, ck.id);
+        session = rc == 0;
+        for (int i = 0; i < m.n_devices && !rc; i++)
+            rc = runstore_attach(rs, m.devices[i], i, c.journal, c.journal_every);
+        if (!rc)
+            rc = train_restore_devices(&m, &ck, err, sizeof(err));
+        if (rc && !err[0])
+            snprintf(err, sizeof(err), "%s", runstore_error(rs));
+    }
+    device_stats before = model_device_stats(&m);
+    if (!rc) {
+        runstore_set_context(rs, ck.step, "eval");
+        if (!quiet)
+            printf("patctl eval: run %s, checkpoint %lld (step %ld, epoch %d), %ld test images on the device\n",
+                   run, (long long)ck.id, ck.step, ck.epoch, te.n);
+        rc = train_evaluate(&m, &te, c.eval_batch, &patctl_stop, &acc, conf, err, sizeof(err));
+    }
+    device_stats used = model_device_stats(&m);
+    used.queries -= before.queries, used.samples -= before.samples, used.seconds -= before.seconds;
+    int safe = m.n_devices ? model_make_safe(&m) == 0 : 1;
+    if (!rc) {
+        eval_record er = {.step = ck.step, .epoch = ck.epoch, .checkpoint = ck.id, .n = te.n, .accuracy = acc,
+                          .seconds = now_seconds() - t0, .device_queries = used.queries, .classes = 10,
+                          .confusion = &conf[0][0]};
+        if (runstore_evaluation(rs, &er)) {
+            snprintf(err, sizeof(err), "%s", runstore_error(rs));
+            rc = PATCTL_ERR_IO;
+        }
+    }
+    if (session) {
+        runstore_stop stop = {.status = rc == 0 ? "success" : rc == PATCTL_ERR_INTERRUPTED ? "abort" : "fail",
+                              .reason = rc ? err : NULL, .steps = ck.step, .epochs_done = ck.epoch,
+                              .dev = used, .test_accuracy = rc ? -1 : acc, .devices_safe = safe};
+        runstore_session_end(rs, &stop);
+    }
+    if (rc) {
+        fprintf(stderr, "patctl eval: %s\n", err[0] ? err : patctl_strerror(rc));
+    } else {
+        if (!quiet)
+            print_confusion(&c, (const int(*)[10])conf, m.classes < 10 ? m.classes : 10);
+        printf("accuracy %.2f%% (%ld test images on the device, %llu device queries, %.1f s)\n", 100.0 * acc, te.n,
+               (unsigned long long)used.queries, now_seconds() - t0);
+    }
+    free(argv_text);
+    model_free(&m);
+    rng_streams_free(&rng);
+    checkpoint_free(&ck);
+    dataset_free(&te);
+    runstore_close(&rs);
+    if (lock >= 0)
+        close(lock);
+    return rc == 0 ? EXIT_OK : rc == PATCTL_ERR_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_FAIL;
+}

@@ -1,0 +1,545 @@
+/* Surrogate fitting: .npy I/O, the oscillator tangent (JVP) against finite
+ * differences and against the exact VJP, grey-box recovery of known hidden
+ * constants (a table of problems, like GSL's tests), the coupling
+ * correction, the MLP's VJP and training, and data collection through the
+ * safety boundary. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "controller/collect.h"
+#include "devices/device.h"
+#include "devices/options.h"
+#include "devices/sim_rng.h"
+#include "gradcheck.h"
+#include "surrogate/fit_npy.h"
+#include "surrogate/fit_osc.h"
+#include "surrogate/fit_set.h"
+#include "surrogate/mlp.h"
+
+static void fill(float *v, long n, float scale, unsigned seed)
+{
+    for (long i = 0; i < n; i++)
+        v[i] = scale * (float)(2.0 * gc_uniform(&seed) - 1.0);
+}
+
+/* ---- .npy ---- */
+
+static void test_npy_roundtrip(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/patctl-test-npy-XXXXXX", path[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/a.npy", dir);
+    float a[2 * 3 * 4];
+    fill(a, 24, 1.0f, 5);
+    long shape[3] = {2, 3, 4}, got[FIT_NPY_MAX_DIM];
+    assert_int_equal(fit_npy_write(path, NPY_F32, 3, shape, a, err, sizeof(err)), 0);
+    /* header padded to a multiple of 64 */
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    assert_int_equal(ftell(f), 128 + 24 * 4);
+    fclose(f);
+    void *data;
+    int nd;
+    assert_int_equal(fit_npy_read(path, NPY_F32, &nd, got, &data, err, sizeof(err)), 0);
+    assert_int_equal(nd, 3);
+    assert_int_equal(got[0], 2), assert_int_equal(got[1], 3), assert_int_equal(got[2], 4);
+    assert_memory_equal(data, a, sizeof(a));
+    free(data);
+    /* wrong dtype, wrong shape: clear errors naming the file */
+    assert_int_equal(fit_npy_read(path, NPY_I32, &nd, got, &data, err, sizeof(err)), PATCTL_ERR_FORMAT);
+    assert_non_null(strstr(err, "a.npy"));
+    long want[2] = {2, 12};
+    assert_int_equal(fit_npy_read_shape(path, NPY_F32, 2, want, got, &data, err, sizeof(err)),
+                     PATCTL_ERR_FORMAT);
+    /* 1-D int32 */
+    int32_t iv[5] = {1, -2, 3, 4, 5};
+    long s1 = 5;
+    assert_int_equal(fit_npy_write(path, NPY_I32, 1, &s1, iv, err, sizeof(err)), 0);
+    assert_int_equal(fit_npy_read(path, NPY_I32, &nd, got, &data, err, sizeof(err)), 0);
+    assert_int_equal(nd, 1);
+    assert_int_equal(got[0], 5);
+    assert_memory_equal(data, iv, sizeof(iv));
+    free(data);
+    /* truncated file */
+    f = fopen(path, "r+b");
+    assert_int_equal(ftruncate(fileno(f), 70), 0);
+    fclose(f);
+    assert_int_equal(fit_npy_read(path, NPY_I32, &nd, got, &data, err, sizeof(err)), PATCTL_ERR_FORMAT);
+    assert_non_null(strstr(err, "truncated"));
+    remove(path);
+    rmdir(dir);
+}
+
+/* ---- the tangent ---- */
+
+enum { N = 6, B = 3 };
+
+static osc_model gap_model(float *qn)
+{
+    float raw[N * N];
+    fill(raw, N * N, 0.2f, 5);
+    osc_laplacian_sym(qn, raw, N);
+    osc_model m = osc_model_nominal(N);
+    m.k = (osc_consts){0.1f, 0.8f, 1.2f, 0.05f, 0.9f, -0.03f};
+    m.q_noise = qn;
+    return m;
+}
+
+/* directional derivative by central differences in double of the float model */
+static void fd_dir(const osc_model *m0, const float *C, const float *e, const float *x, const osc_dir *d,
+                   double eps, double *out)
+{
+    osc_model mp = *m0, mm = *m0;
+    float Mp[N * N], Mm[N * N], yp[B * N], ym[B * N];
+    for (int i = 0; i < OSC_N_CONSTS; i++) {
+        *fit_osc_const_ptr(&mp.k, i) += (float)eps * *fit_osc_const_ptr((osc_consts *)&d->dk, i);
+        *fit_osc_const_ptr(&mm.k, i) -= (float)eps * *fit_osc_const_ptr((osc_consts *)&d->dk, i);
+    }
+    if (d->dM) {
+        for (int i = 0; i < N * N; i++) {
+            Mp[i] = m0->q_noise[i] + (float)eps * d->dM[i];
+            Mm[i] = m0->q_noise[i] - (float)eps * d->dM[i];
+        }
+        mp.q_noise = Mp, mm.q_noise = Mm;
+    }
+    osc_forward(&mp, C, e, x, NULL, B, yp, NULL);
+    osc_forward(&mm, C, e, x, NULL, B, ym, NULL);
+    for (int i = 0; i < B * N; i++)
+        out[i] = ((double)yp[i] - ym[i]) / (2 * eps);
+}
+
+static void test_jvp_against_fd_and_vjp(void **state)
+{
+    (void)state;
+    float qn[N * N], C[N * N], e[N], x[B * N], dMraw[N * N], dM[N * N];
+    osc_model m = gap_model(qn);
+    fill(C, N * N, 0.5f, 11);
+    fill(e, N, 0.5f, 12);
+    fill(x, B * N, 0.8f, 13);
+    fill(dMraw, N * N, 1.0f, 14);
+    osc_laplacian_sym(dM, dMraw, N);
+    enum { T = OSC_N_CONSTS + 2 };
+    osc_dir dirs[T];
+    memset(dirs, 0, sizeof(dirs));
+    for (int i = 0; i < OSC_N_CONSTS; i++)
+        *fit_osc_const_ptr(&dirs[i].dk, i) = 1.0f;
+    dirs[6].dM = dM;                               /* a coupling direction */
+    dirs[7].dk = (osc_consts){0.3f, -0.2f, 0.1f, 0.5f, -0.4f, 0.2f};  /* a mixed one */
+    dirs[7].dM = dM;
+    fit_osc_work *w = fit_osc_work_alloc(N, B, T);
+    float y[B * N], yref[B * N], dy[T * B * N];
+    assert_int_equal(fit_osc_jvp(&m, C, e, x, B, dirs, T, y, dy, w), 0);
+    osc_forward(&m, C, e, x, NULL, B, yref, NULL);
+    for (int i = 0; i < B * N; i++)
+        assert_float_equal(y[i], yref[i], 1e-5);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        double fd[B * N], num = 0, den = 0;
+        fd_dir(&m, C, e, x, &dirs[t], 1e-2, fd);
+        for (int i = 0; i < B * N; i++) {
+            num += (dy[t * B * N + i] - fd[i]) * (dy[t * B * N + i] - fd[i]);
+            den += fd[i] * fd[i];
+        }
+        double rel = sqrt(num / fmax(den, 1e-12));
+        printf("  jvp direction %d: |jvp - fd| / |fd| = %.2e\n", t, rel);
+        worst = fmax(worst, rel);
+    }
+    assert_true(worst < 2e-3);
+    /* adjoint consistency: r . (J dk) == (J^T r) . dk, J^T r from osc_backward */
+    osc_tape *tp = osc_tape_alloc(N, B, m.steps);
+    float r[B * N];
+    fill(r, B * N, 1.0f, 15);
+    osc_forward(&m, C, e, x, NULL, B, yref, tp);
+    osc_consts gk = {0};
+    osc_backward(&m, tp, r, NULL, NULL, NULL, &gk);
+    for (int i = 0; i < OSC_N_CONSTS; i++) {
+        double fwd = 0;
+        for (int j = 0; j < B * N; j++)
+            fwd += (double)r[j] * dy[i * B * N + j];
+        double adj = *fit_osc_const_ptr(&gk, i);
+        printf("  constant %-14s tangent %+.6e  adjoint %+.6e\n", fit_osc_const_name(i), fwd, adj);
+        assert_true(fabs(fwd - adj) <= 1e-4 * fmax(1.0, fabs(adj)));
+    }
+    osc_tape_free(tp);
+    fit_osc_work_free(w);
+}
+
+/* ---- collection and grey-box recovery of known constants ---- */
+
+static device *open_osc(const char *opts, uint64_t seed)
+{
+    struct patctl_option *o = NULL;
+    int no = options_parse(opts, &o);
+    assert_true(no >= 0);
+    device *d = NULL;
+    char err[256] = "";
+    int rc = device_open(&d, "osc", "oscillators", o, no, seed, err, sizeof(err));
+    if (rc)
+        printf("open: %s\n", err);
+    assert_int_equal(rc, 0);
+    free(o);
+    return d;
+}
+
+static void collect_from(device *d, long K, int Bs, double xlo, double xhi, double tscale,
+                         collect_design design, uint64_t seed, fit_set *set)
+{
+    collect_options co;
+    collect_default_options(&co);
+    co.settings = K, co.per_setting = Bs, co.x_lo = xlo, co.x_hi = xhi;
+    co.theta_scale = tscale, co.design = design, co.seed = seed;
+    co.repeat_settings = 4, co.repeat_inputs = 8, co.repeats = 6;
+    char err[256] = "";
+    int rc = collect_run(d, &co, set, err, sizeof(err));
+    if (rc)
+        printf("collect: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(fit_set_check(set, err, sizeof(err)), 0);
+}
+
+static void test_collect(void **state)
+{
+    (void)state;
+    device *d = open_osc("n=5,eta=0.1,j_noise=0.1,sigma=0.02", 3);
+    fit_set s;
+    collect_from(d, 20, 10, -1.0, 1.0, 1.0, DESIGN_LHS, 1, &s);
+    assert_int_equal(s.S, 200);
+    assert_int_equal(s.K, 20);
+    assert_int_equal(s.G, 32);
+    assert_int_equal(s.R, 6);
+    /* every query went through the boundary: K + repeats * R */
+    assert_int_equal(d->st.queries, 20 + 4 * 6);
+    /* inputs in range; LHS: each input column has one sample per stratum */
+    for (int j = 0; j < 5; j++) {
+        int hits[200] = {0};
+        for (long i = 0; i < s.S; i++) {
+            float v = s.x[i * 5 + j];
+            assert_true(v >= -1.0f && v <= 1.0f);
+            int b = (int)floor((v + 1.0) / 2.0 * 200);
+            hits[b < 200 ? b : 199]++;
+        }
+        for (int b = 0; b < 200; b++)
+            assert_int_equal(hits[b], 1);
+    }
+    /* settings inside the init range */
+    float init = 1.0f / sqrtf(5.0f);
+    for (long i = 0; i < s.K * s.n_theta; i++)
+        assert_true(fabsf(s.theta[i]) <= init + 1e-6f);
+    /* noise floor ~ sigma times the sensitivity of q(t_end) to q(0) (~0.9) */
+    double nf = fit_set_noise_rms(&s);
+    printf("  noise floor rms %.5f (sigma 0.02)\n", nf);
+    assert_true(nf > 0.014 && nf < 0.024);
+    fit_set_free(&s);
+    device_close(&d);
+    /* without noise, repeats are identical: floor 0 */
+    d = open_osc("n=5,eta=0.1,j_noise=0.1,sigma=0", 3);
+    collect_from(d, 6, 10, -1.0, 1.0, 1.0, DESIGN_UNIFORM, 2, &s);
+    assert_true(fit_set_noise_rms(&s) == 0.0);
+    fit_set_free(&s);
+    device_close(&d);
+}
+
+/* A table of problems with known answers: hidden constants inside the model
+ * family (no coupling noise); the fit must recover each within 2 SE. */
+typedef struct {
+    int n;
+    osc_consts truth;
+    double sigma;
+    long K;
+    int Bs;
+    uint64_t seed;
+} problem;
+
+static void test_greybox_recovers_constants(void **state)
+{
+    (void)state;
+    static const problem table[] = {
+        {8, {0.10f, 0.80f, 1.20f, 0.05f, 0.90f, -0.03f}, 0.02, 40, 20, 1},
+        {16, {-0.05f, 1.10f, 0.90f, -0.10f, 1.10f, 0.02f}, 0.01, 30, 20, 2},
+        {4, {0.20f, 1.00f, 1.00f, 0.00f, 1.00f, 0.00f}, 0.05, 60, 20, 3},
+        {12, {0.05f, 1.30f, 0.80f, 0.20f, 0.70f, 0.10f}, 0.03, 400, 25, 4},
+    };
+    for (size_t p = 0; p < sizeof(table) / sizeof(table[0]); p++) {
+        const problem *P = &table[p];
+        char opts[256];
+        snprintf(opts, sizeof(opts),
+                 "n=%d,eta=%g,coupling_gain=%g,in_gain=%g,in_offset=%g,out_gain=%g,out_offset=%g,"
+                 "j_noise=0,sigma=%g", P->n, P->truth.eta, P->truth.coupling_gain, P->truth.in_gain,
+                 P->truth.in_offset, P->truth.out_gain, P->truth.out_offset, P->sigma);
+        device *d = open_osc(opts, 100 + P->seed);
+        fit_set s;
+        collect_from(d, P->K, P->Bs, -1.5, 1.5, 2.0, DESIGN_LHS, P->seed, &s);
+        osc_model m = osc_model_nominal(P->n);
+        fit_osc_options o;
+        fit_osc_default_options(&o);
+        fit_osc_result r;
+        memset(&r, 0, sizeof(r));
+        char err[256] = "";
+        int rc = fit_osc_consts(&m, &s, NULL, &o, &r, err, sizeof(err));
+        if (rc)
+            printf("fit: %s\n", err);
+        assert_int_equal(rc, 0);
+        printf("  problem %zu (n=%d, sigma=%g): %d iterations, chi2/dof %.3g, noise floor^2 %.3g\n", p,
+               P->n, P->sigma, r.iters, r.chi2_dof, pow(fit_set_noise_rms(&s), 2));
+        osc_consts truth = P->truth;
+        for (int i = 0; i < OSC_N_CONSTS; i++) {
+            double f = *fit_osc_const_ptr(&r.k, i), se = *fit_osc_const_ptr(&r.se, i);
+            double t = *fit_osc_const_ptr(&truth, i);
+            printf("    %-14s truth %+.4f  fit %+.5f +- %.5f  (%+.2f SE)\n", fit_osc_const_name(i), t, f,
+                   se, (f - t) / se);
+            assert_true(se > 0);
+            assert_true(fabs(f - t) <= 2.0 * se);
+        }
+        /* the residual is the noise: chi2/dof ~ the noise floor squared */
+        double nf2 = pow(fit_set_noise_rms(&s), 2);
+        assert_true(r.chi2_dof < 1.5 * nf2 && r.chi2_dof > 0.5 * nf2);
+        fit_set_free(&s);
+        device_close(&d);
+    }
+}
+
+/* The standard errors are calibrated: over many seeds of one problem about
+ * 95 % of the fitted constants lie within 2 SE of the truth (each seed is a
+ * new device noise stream and a new design). */
+static void test_greybox_se_coverage(void **state)
+{
+    (void)state;
+    const osc_consts truth = {0.08f, 0.9f, 1.1f, -0.05f, 1.05f, 0.04f};
+    int within = 0, total = 0;
+    double worst = 0;
+    for (uint64_t seed = 1; seed <= 12; seed++) {
+        char opts[256];
+        snprintf(opts, sizeof(opts),
+                 "n=6,eta=%g,coupling_gain=%g,in_gain=%g,in_offset=%g,out_gain=%g,out_offset=%g,"
+                 "j_noise=0,sigma=0.03", truth.eta, truth.coupling_gain, truth.in_gain, truth.in_offset,
+                 truth.out_gain, truth.out_offset);
+        device *d = open_osc(opts, 1000 + seed);
+        fit_set s;
+        collect_from(d, 20, 15, -1.5, 1.5, 2.0, DESIGN_UNIFORM, seed, &s);
+        osc_model m = osc_model_nominal(6);
+        fit_osc_options o;
+        fit_osc_default_options(&o);
+        fit_osc_result r;
+        memset(&r, 0, sizeof(r));
+        char err[256] = "";
+        assert_int_equal(fit_osc_consts(&m, &s, NULL, &o, &r, err, sizeof(err)), 0);
+        osc_consts t = truth;
+        for (int i = 0; i < OSC_N_CONSTS; i++) {
+            double z = (*fit_osc_const_ptr(&r.k, i) - *fit_osc_const_ptr(&t, i)) /
+                       *fit_osc_const_ptr(&r.se, i);
+            within += fabs(z) <= 2.0;
+            total++;
+            worst = fmax(worst, fabs(z));
+        }
+        fit_set_free(&s);
+        device_close(&d);
+    }
+    printf("  %d of %d constants within 2 SE (%.0f %%; 95 %% expected), worst |z| %.2f\n", within, total,
+           100.0 * within / total, worst);
+    assert_true(within >= 0.8 * total);
+    assert_true(worst < 4.0);
+}
+
+/* truth outside the constants' family: coupling noise; the correction
+ * D = L(sym(A)) is fitted and approaches the hidden Q_noise */
+static void test_greybox_coupling_correction(void **state)
+{
+    (void)state;
+    const int n = 8;
+    const double jn = 0.3;
+    uint64_t seed = 77;
+    char opts[160];
+    snprintf(opts, sizeof(opts), "n=%d,eta=0.1,j_noise=%g,sigma=0.01,seed=%llu", n, jn,
+             (unsigned long long)seed);
+    device *d = open_osc(opts, 0);
+    fit_set s;
+    collect_from(d, 100, 30, -1.5, 1.5, 2.0, DESIGN_LHS, 5, &s);
+    uint8_t *role = fit_split(&s, 0.15, 0.15, 1);
+    /* hidden truth, rebuilt as the driver does */
+    float raw[64], qn[64];
+    gsl_rng *g = sim_rng(seed, 0, 1);
+    sim_gaussian_fill(g, raw, n * n, jn);
+    gsl_rng_free(g);
+    osc_laplacian_sym(qn, raw, n);
+
+    osc_model m0 = osc_model_nominal(n), m = m0;
+    fit_osc_options o;
+    fit_osc_default_options(&o);
+    fit_osc_result r0, r;
+    memset(&r0, 0, sizeof(r0));
+    char err[256] = "";
+    assert_int_equal(fit_osc_consts(&m0, &s, role, &o, &r0, err, sizeof(err)), 0);
+    o.coupling = 1;
+    float *D = NULL;
+    int rc = fit_osc_greybox(&m, &D, &s, role, &o, &r, err, sizeof(err));
+    if (rc)
+        printf("fit: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_non_null(D);
+    double num = 0, den = 0;
+    for (int i = 0; i < n * n; i++) {
+        num += (D[i] - qn[i]) * (D[i] - qn[i]);
+        den += qn[i] * qn[i];
+    }
+    surrogate *s0 = surrogate_osc_fitted_new(&m0, NULL), *s1 = surrogate_osc_fitted_new(&m, D);
+    fit_metrics t0, t1;
+    assert_int_equal(fit_evaluate(s0, &s, role, FIT_TEST, &t0, NULL, NULL), 0);
+    assert_int_equal(fit_evaluate(s1, &s, role, FIT_TEST, &t1, NULL, NULL), 0);
+    printf("  constants only: held-out rms %.5f (ratio to noise %.2f); with D: %.5f (ratio %.2f); "
+           "|D - Qn| / |Qn| = %.3f; eta %.4f +- %.4f (truth 0.1)\n",
+           t0.rmse, t0.ratio, t1.rmse, t1.ratio, sqrt(num / den), m.k.eta, r.se.eta);
+    assert_true(sqrt(num / den) < 0.15);
+    assert_true(t1.ratio < 1.3);
+    assert_true(t0.ratio > 2.0 * t1.ratio);
+    assert_true(fabs(m.k.eta - 0.1) < 3 * r.se.eta + 0.01);
+    surrogate_destroy(&s0);
+    surrogate_destroy(&s1);
+    free(D);
+    free(role);
+    fit_set_free(&s);
+    device_close(&d);
+}
+
+/* the fitted surrogate keeps an exact VJP: FD check in x and theta */
+typedef struct {
+    surrogate *s;
+} sctx;
+static void f_s(void *c, const float *p, float *y)
+{
+    sctx *k = c;
+    surrogate_forward(k->s, p + B * N, p, B, y);
+}
+static void v_s(void *c, const float *p, const float *r, float *g)
+{
+    sctx *k = c;
+    float y[B * N];
+    surrogate_forward(k->s, p + B * N, p, B, y);
+    surrogate_backward(k->s, r, g, g + B * N);
+}
+
+static void test_fitted_surrogate_grad(void **state)
+{
+    (void)state;
+    float qn[N * N];
+    osc_model m = gap_model(qn);
+    sctx c = {.s = surrogate_osc_fitted_new(&m, qn)};
+    assert_non_null(c.s);
+    qn[0] = 99.0f; /* the surrogate owns its copy of D */
+    float p[B * N + N * N + N];
+    fill(p, B * N, 0.8f, 61);
+    fill(p + B * N, N * N + N, 0.4f, 62);
+    double e = gradcheck("fitted osc x,theta", f_s, v_s, &c, p, B * N + N * N + N, B * N, 1e-2, 5, 7);
+    assert_true(e < 2e-3);
+    surrogate_destroy(&c.s);
+}
+
+/* ---- the MLP ---- */
+
+enum { MX = 5, MT = 7, MO = 4, MB = 6, MG = 2 };
+typedef struct {
+    mlp *m;
+    int32_t grp[MB];
+} mctx;
+/* p = [x (MB*MX), theta (MG*MT), params] */
+static void f_m(void *c, const float *p, float *y)
+{
+    mctx *k = c;
+    memcpy(k->m->params, p + MB * MX + MG * MT, sizeof(float) * (size_t)k->m->n_params);
+    mlp_forward(k->m, p + MB * MX, MG, k->grp, p, MB, y);
+}
+static void v_m(void *c, const float *p, const float *r, float *g)
+{
+    mctx *k = c;
+    float y[MB * MO];
+    f_m(c, p, y);
+    mlp_backward(k->m, r, g, g + MB * MX, g + MB * MX + MG * MT);
+}
+
+static void test_mlp_grad(void **state)
+{
+    (void)state;
+    for (int skip = 0; skip <= 1; skip++) {
+        mlp_shape sh = {.n_x = MX, .n_theta = MT, .n_out = MO, .depth = 3, .width = 8, .skip = skip};
+        mctx c = {.m = mlp_new(&sh), .grp = {0, 1, 1, 0, 1, 0}};
+        assert_non_null(c.m);
+        mlp_init(c.m, 3);
+        /* non-trivial normalisation */
+        for (int i = 0; i < MX; i++)
+            c.m->mx[i] = 0.1f * i, c.m->sx[i] = 0.5f + 0.2f * i;
+        for (int i = 0; i < MT; i++)
+            c.m->mt[i] = -0.1f * i, c.m->st[i] = 2.0f - 0.1f * i;
+        for (int i = 0; i < MO; i++)
+            c.m->my[i] = 0.3f, c.m->sy[i] = 1.5f;
+        long np = MB * MX + MG * MT + c.m->n_params;
+        float *p = malloc(sizeof(float) * (size_t)np);
+        fill(p, MB * MX + MG * MT, 1.0f, 71);
+        memcpy(p + MB * MX + MG * MT, c.m->params, sizeof(float) * (size_t)c.m->n_params);
+        for (long i = MB * MX + MG * MT; i < np; i++) /* non-zero biases and skip */
+            if (p[i] == 0.0f)
+                p[i] = 0.1f * (float)((i * 7) % 11 - 5) / 5.0f;
+        double e = gradcheck(skip ? "mlp x,theta,params (skip)" : "mlp x,theta,params", f_m, v_m, &c,
+                             p, (int)np, MB * MO, 3e-3, 6, 5 + skip);
+        assert_true(e < 3e-3);
+        free(p);
+        mlp_free(c.m);
+    }
+}
+
+static void test_mlp_trains_on_device_data(void **state)
+{
+    (void)state;
+    device *d = open_osc("n=4,eta=0.1,j_noise=0.2,sigma=0.01", 9);
+    fit_set s;
+    collect_from(d, 600, 10, -1.0, 1.0, 1.0, DESIGN_UNIFORM, 9, &s);
+    uint8_t *role = fit_split(&s, 0.15, 0.15, 2);
+    mlp_train_options o;
+    mlp_default_train_options(&o);
+    o.width = 48, o.depth = 2, o.max_epochs = 100, o.patience = 20, o.batch_settings = 4;
+    o.lr = 3e-3;
+    mlp *m = NULL;
+    mlp_train_result r;
+    char err[256] = "";
+    int rc = mlp_train(&m, &s, role, &o, &r, err, sizeof(err));
+    if (rc)
+        printf("train: %s\n", err);
+    assert_int_equal(rc, 0);
+    surrogate *sm = surrogate_mlp_new(m);
+    osc_model nom = osc_model_nominal(4);
+    surrogate *sn = surrogate_osc_new(&nom);
+    fit_metrics tm, tn;
+    assert_int_equal(fit_evaluate(sm, &s, role, FIT_TEST, &tm, NULL, NULL), 0);
+    assert_int_equal(fit_evaluate(sn, &s, role, FIT_TEST, &tn, NULL, NULL), 0);
+    printf("  mlp: %d epochs (best %d), held-out nrmse %.4f ratio %.2f; nominal physics nrmse %.4f "
+           "ratio %.2f\n", r.epochs, r.best_epoch, tm.nrmse, tm.ratio, tn.nrmse, tn.ratio);
+    assert_true(tm.nrmse < tn.nrmse);
+    assert_true(tm.ratio < 2.0);
+    surrogate_destroy(&sm);
+    surrogate_destroy(&sn);
+    free(role);
+    fit_set_free(&s);
+    device_close(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_npy_roundtrip),
+        cmocka_unit_test(test_jvp_against_fd_and_vjp),
+        cmocka_unit_test(test_collect),
+        cmocka_unit_test(test_greybox_recovers_constants),
+        cmocka_unit_test(test_greybox_se_coverage),
+        cmocka_unit_test(test_greybox_coupling_correction),
+        cmocka_unit_test(test_fitted_surrogate_grad),
+        cmocka_unit_test(test_mlp_grad),
+        cmocka_unit_test(test_mlp_trains_on_device_data),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
