@@ -110,94 +110,87 @@ static int parts_for(double flops, int n)
     return t < by_cols ? t : by_cols < 1 ? 1 : by_cols;
 }
 
+/* L = L(sym(A)) and, when M != NULL, M = g L + Qn - I, row block by row
+ * block: part p owns rows [lo, hi).  L may equal M (then only M is kept);
+ * neither may overlap A. */
 typedef struct {
-    float *out;
     const float *A;
+    float *L, *M;
+    const osc_model *m;   /* for M */
     int n;
 } lap_job;
 
-/* part p: rows [lo,hi) of the symmetric part, tile by tile so that A[j,i]
- * is read along cache lines */
-static void lap_sym_part(void *arg, int p, int np)
+static void lap_part(void *arg, int p, int np)
 {
     const lap_job *j = arg;
     int n = j->n, lo, hi;
     team_split(n, np, TILE, p, &lo, &hi);
-    for (int i0 = lo; i0 < hi; i0 += TILE)
+    const float *A = j->A;
+    float *L = j->L;
+    float bt[TILE * TILE]; /* the transposed tile A[c, i] at [i - i0][c - j0] */
+    for (int i0 = lo; i0 < hi; i0 += TILE) {
+        int i1 = i0 + TILE < hi ? i0 + TILE : hi;
+        /* symmetric part: out[i,c] = (A[i,c] + A[c,i]) / 2 */
         for (int j0 = 0; j0 < n; j0 += TILE) {
-            int i1 = i0 + TILE < hi ? i0 + TILE : hi, j1 = j0 + TILE < n ? j0 + TILE : n;
-            for (int i = i0; i < i1; i++)
-                for (int c = j0; c < j1; c++)
-                    j->out[(long)i * n + c] = 0.5f * (j->A[(long)i * n + c] + j->A[(long)c * n + i]);
+            int j1 = j0 + TILE < n ? j0 + TILE : n;
+            for (int c = j0; c < j1; c++) {
+                const float *ar = A + (long)c * n;
+                for (int i = i0; i < i1; i++)
+                    bt[(i - i0) * TILE + (c - j0)] = ar[i];
+            }
+            for (int i = i0; i < i1; i++) {
+                const float *restrict a = A + (long)i * n + j0;
+                const float *restrict b = bt + (i - i0) * TILE;
+                float *restrict o = L + (long)i * n + j0;
+                for (int c = 0; c < j1 - j0; c++)
+                    o[c] = 0.5f * (a[c] + b[c]);
+            }
         }
-}
-
-/* part p: columns [lo,hi): diagonal = -(off-diagonal column sum), summed in
- * double over the rows in increasing order (as the reference) */
-static void lap_diag_part(void *arg, int p, int np)
-{
-    const lap_job *jb = arg;
-    int n = jb->n, lo, hi;
-    team_split(n, np, ALIGN, p, &lo, &hi);
-    enum { COLS = 256 };
-    double acc[COLS];
-    for (int j0 = lo; j0 < hi; j0 += COLS) {
-        int j1 = j0 + COLS < hi ? j0 + COLS : hi;
-        for (int j = j0; j < j1; j++)
-            acc[j - j0] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *row = jb->out + (long)i * n;
-            for (int j = j0; j < j1; j++)
-                if (i != j)
-                    acc[j - j0] += row[j];
+        /* diagonal = -(off-diagonal column sum) = -(off-diagonal row sum):
+         * the symmetric part is exactly symmetric, and the row is summed in
+         * double in the same index order as the reference sums the column;
+         * eight rows at a time (independent sums) */
+        for (int r0 = i0; r0 < i1; r0 += 8) {
+            int nr = i1 - r0 < 8 ? i1 - r0 : 8;
+            double acc[8] = {0};
+            for (int c = 0; c < n; c++)
+                for (int r = 0; r < nr; r++)
+                    acc[r] += c != r0 + r ? (double)L[(long)(r0 + r) * n + c] : 0.0;
+            for (int r = 0; r < nr; r++)
+                L[(long)(r0 + r) * n + r0 + r] = (float)-acc[r];
         }
-        for (int j = j0; j < j1; j++)
-            jb->out[(long)j * n + j] = (float)-acc[j - j0];
+        if (!j->M)
+            continue;
+        /* M = g L + Qn - I on these rows */
+        float g = j->m->k.coupling_gain;
+        const float *qn = j->m->q_noise;
+        for (int i = i0; i < i1; i++) {
+            const float *restrict l = L + (long)i * n;
+            float *restrict mr = j->M + (long)i * n;
+            if (l == mr) {
+                for (int c = 0; c < n; c++)
+                    mr[c] = g * mr[c];
+            } else {
+                for (int c = 0; c < n; c++)
+                    mr[c] = g * l[c];
+            }
+            if (qn)
+                for (int c = 0; c < n; c++)
+                    mr[c] += qn[(long)i * n + c];
+            mr[i] -= 1.0f;
+        }
     }
 }
 
-void osc_laplacian_sym(float *out, const float *A, int n)
+static void laplacian(float *L, float *M, const osc_model *m, const float *A, int n)
 {
-    lap_job j = {out, A, n};
-    int np = parts_for(8.0 * n * (double)n, n);
-    team_run(lap_sym_part, &j, np);
-    team_run(lap_diag_part, &j, np);
+    lap_job j = {A, L, M, m, n};
+    team_run(lap_part, &j, parts_for(8.0 * n * (double)n, n));
 }
 
-typedef struct {
-    float *M;
-    const osc_model *m;
-    const float *L;
-} cpl_job;
+void osc_laplacian_sym(float *out, const float *A, int n) { laplacian(out, NULL, NULL, A, n); }
 
-/* part p: rows [lo,hi) of M = g L + Qn - I */
-static void coupling_part(void *arg, int p, int np)
-{
-    const cpl_job *j = arg;
-    int n = j->m->n, lo, hi;
-    team_split(n, np, ALIGN, p, &lo, &hi);
-    float g = j->m->k.coupling_gain;
-    long a = (long)lo * n, b = (long)hi * n;
-    for (long i = a; i < b; i++)
-        j->M[i] = g * j->L[i];
-    if (j->m->q_noise)
-        for (long i = a; i < b; i++)
-            j->M[i] += j->m->q_noise[i];
-    for (int i = lo; i < hi; i++)
-        j->M[(long)i * n + i] -= 1.0f;
-}
-
-static void coupling_from_l(float *M, const osc_model *m, const float *L)
-{
-    cpl_job j = {M, m, L};
-    team_run(coupling_part, &j, parts_for(8.0 * m->n * (double)m->n, m->n));
-}
-
-void osc_coupling(float *M, const osc_model *m, const float *C)
-{
-    osc_laplacian_sym(M, C, m->n);
-    coupling_from_l(M, m, M);
-}
+void osc_coupling(float *M, const osc_model *m, const float *C) { laplacian(M, M, m, C, m->n); }
 
 /* out[len] = sin(w x) or cos(w x): vectorised, or libm (reference mode) */
 static void sin_w(const osc_model *m, float *out, const float *x, float w, long len)
@@ -341,8 +334,7 @@ int osc_forward(const osc_model *m, const float *C, const float *e,
                  .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta};
     int np = parts_for(2.0 * B * (double)n * n, n);
 
-    osc_laplacian_sym(tape->L, C, n);
-    coupling_from_l(tape->M, m, tape->L);
+    laplacian(tape->L, tape->M, m, C, n);
     team_run(fwd_part, &j, np);
     for (j.s = 0; j.s < m->steps; j.s++)
         for (j.k = 0; j.k < 4; j.k++)
@@ -504,28 +496,41 @@ static void ge_part(void *arg, int p, int np)
 }
 
 /* gC rows [lo,hi): M = g L(sym(C)) + ... gives
- * dC_ij = g/2 (G_ij + G_ji - G_ii - G_jj), tile by tile for the G_ji reads */
+ * dC_ij = g/2 (G_ij + G_ji - G_ii - G_jj)  (i != j), tile by tile with the
+ * transposed tile of G copied first so that every loop runs along rows */
 static void gc_part(void *arg, int p, int np)
 {
     const grad_job *j = arg;
     int n = j->m->n, lo, hi;
     team_split(n, np, TILE, p, &lo, &hi);
-    float g = j->m->k.coupling_gain;
+    float hg = 0.5f * j->m->k.coupling_gain;
     const float *G = j->t->G;
     float *gC = j->gC;
-    for (int i0 = lo; i0 < hi; i0 += TILE)
+    float bt[TILE * TILE], dj[TILE];
+    for (int i0 = lo; i0 < hi; i0 += TILE) {
+        int i1 = i0 + TILE < hi ? i0 + TILE : hi;
         for (int j0 = 0; j0 < n; j0 += TILE) {
-            int i1 = i0 + TILE < hi ? i0 + TILE : hi, j1 = j0 + TILE < n ? j0 + TILE : n;
+            int j1 = j0 + TILE < n ? j0 + TILE : n, w = j1 - j0;
+            for (int c = j0; c < j1; c++) {
+                const float *gr = G + (long)c * n;
+                dj[c - j0] = gr[c];
+                for (int i = i0; i < i1; i++)
+                    bt[(i - i0) * TILE + (c - j0)] = gr[i];
+            }
             for (int i = i0; i < i1; i++) {
                 float gii = G[(long)i * n + i];
-                for (int c = j0; c < j1; c++) {
-                    if (i == c)
-                        continue;
-                    gC[(long)i * n + c] += 0.5f * g *
-                        (G[(long)i * n + c] + G[(long)c * n + i] - gii - G[(long)c * n + c]);
-                }
+                float *restrict o = gC + (long)i * n + j0;
+                const float *restrict a = G + (long)i * n + j0;
+                const float *restrict b = bt + (i - i0) * TILE;
+                int diag = i >= j0 && i < j1;
+                float keep = diag ? o[i - j0] : 0.0f;
+                for (int c = 0; c < w; c++)
+                    o[c] += hg * (a[c] + b[c] - gii - dj[c]);
+                if (diag)
+                    o[i - j0] = keep; /* no diagonal term */
             }
         }
+    }
 }
 
 int osc_backward(const osc_model *m, osc_tape *t, const float *gy,

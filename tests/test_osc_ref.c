@@ -20,6 +20,7 @@
 #include "gradcheck.h"
 #include "osc_ref.h"
 #include "surrogate/oscillator.h"
+#include "surrogate/team.h"
 #include "surrogate/trig.h"
 
 static void fill(float *v, long n, float scale, unsigned seed)
@@ -48,8 +49,9 @@ static double rel_diff(const float *a, const float *b, long len)
     return d / mx;
 }
 
-/* Runs both implementations on one case; exact = 1 compares bitwise,
- * otherwise with tolerance tol.  Returns nonzero when y differs at all. */
+/* Runs both implementations on one case, with libm sin/cos (exact = 1) or
+ * the vectorised ones; tol = 0 compares bitwise, otherwise to tol relative.
+ * Returns nonzero when y differs at all. */
 static int compare(const ref_case *c, int exact, double tol)
 {
     int n = c->n, B = c->B;
@@ -102,9 +104,10 @@ static int compare(const ref_case *c, int exact, double tol)
     double dy = rel_diff(y[0], y[1], len), dx = rel_diff(gx[0], gx[1], len);
     double dC = rel_diff(gC[0], gC[1], nn), de = rel_diff(ge[0], ge[1], n);
     double dk = rel_diff((float *)&gk[0], (float *)&gk[1], OSC_N_CONSTS);
-    printf("  n=%d B=%d cap=%d gap=%d %s: y %.2g  gx %.2g  gC %.2g  ge %.2g  gk %.2g\n", n, B,
-           c->cap, c->gap, exact ? "exact trig" : "vector trig", dy, dx, dC, de, dk);
-    if (exact) {
+    printf("  n=%d B=%d cap=%d gap=%d %s, %d thread(s): y %.2g  gx %.2g  gC %.2g  ge %.2g  gk %.2g\n",
+           n, B, c->cap, c->gap, exact ? "exact trig" : "vector trig", team_threads(), dy, dx, dC,
+           de, dk);
+    if (tol == 0.0) {
         assert_memory_equal(y[0], y[1], sizeof(float) * (size_t)len);
         assert_memory_equal(gx[0], gx[1], sizeof(float) * (size_t)len);
         assert_memory_equal(gC[0], gC[1], sizeof(float) * (size_t)nn);
@@ -135,11 +138,26 @@ static const ref_case cases[] = {
     {300, 7, 9, 1, 0.06f},    /* > 256 columns, odd sizes, B < cap */
 };
 
+/* one thread: the same OpenBLAS calls on the same blocks as the reference */
 static void test_exact_trig_bitwise(void **state)
 {
     (void)state;
+    team_resize(1);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         compare(&cases[i], 1, 0.0);
+    team_resize(0);
+}
+
+/* several threads: column blocks change OpenBLAS's rounding, not more */
+static void test_threads_close(void **state)
+{
+    (void)state;
+    for (int t = 2; t <= 3; t++) {
+        team_resize(t);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+            compare(&cases[i], 1, 2e-6);
+    }
+    team_resize(0);
 }
 
 static void test_vector_trig_close(void **state)
@@ -151,17 +169,32 @@ static void test_vector_trig_close(void **state)
     assert_true(differs); /* the vector path is not secretly the libm path */
 }
 
+/* L(sym(A)) and the coupling M: bitwise, for every team size (row blocks,
+ * double sums in the reference's order) */
 static void test_laplacian_bitwise(void **state)
 {
     (void)state;
-    enum { NL = 300 };
+    enum { NL = 700 };
     float *A = malloc(sizeof(float) * NL * NL), *a = malloc(sizeof(float) * NL * NL),
-          *b = malloc(sizeof(float) * NL * NL);
+          *b = malloc(sizeof(float) * NL * NL), *qn = malloc(sizeof(float) * NL * NL);
     fill(A, (long)NL * NL, 1.0f, 77);
-    osc_laplacian_sym(a, A, NL);
-    osc_ref_laplacian_sym(b, A, NL);
-    assert_memory_equal(a, b, sizeof(float) * NL * NL);
-    free(A), free(a), free(b);
+    fill(qn, (long)NL * NL, 0.1f, 78);
+    for (int t = 1; t <= 3; t++) {
+        team_resize(t);
+        for (int n = 5; n <= NL; n += NL - 5) {
+            osc_laplacian_sym(a, A, n);
+            osc_ref_laplacian_sym(b, A, n);
+            assert_memory_equal(a, b, sizeof(float) * (size_t)n * n);
+            osc_model m = osc_model_nominal(n);
+            m.k.coupling_gain = 0.7f;
+            m.q_noise = qn;
+            osc_coupling(a, &m, A);
+            osc_ref_coupling(b, &m, A);
+            assert_memory_equal(a, b, sizeof(float) * (size_t)n * n);
+        }
+    }
+    team_resize(0);
+    free(A), free(a), free(b), free(qn);
 }
 
 /* sin/cos against double precision over several ranges */
@@ -229,6 +262,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_trig_bitwise),
+        cmocka_unit_test(test_threads_close),
         cmocka_unit_test(test_vector_trig_close),
         cmocka_unit_test(test_laplacian_bitwise),
         cmocka_unit_test(test_trig_accuracy),
