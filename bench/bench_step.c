@@ -22,11 +22,15 @@
  *   info      -> "info key=value ..." flop counts and configuration
  *   quit
  * Without --serve it runs --steps steps and prints the median. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <gsl/gsl_cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "controller/config.h"
 #include "controller/data.h"
@@ -201,23 +205,38 @@ static int bench_step(bench *b, double *loss, char *err, size_t errlen)
     return 0;
 }
 
+/* The machine's sgemm peak: the best of ten 1024^3 products, through
+ * patctl's blas_sgemm (split over the thread team) and directly through
+ * OpenBLAS with one thread per CPU; the larger is reported. */
 static double sgemm_peak(void)
 {
     enum { S = 1024 };
     float *A = malloc(sizeof(float) * S * S), *B = malloc(sizeof(float) * S * S);
     float *C = malloc(sizeof(float) * S * S);
     double best = 1e30;
+    void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     if (A && B && C) {
         for (long i = 0; i < (long)S * S; i++) {
             A[i] = (float)((i * 7919) % 1000) * 1e-3f;
             B[i] = (float)((i * 104729) % 1000) * 1e-3f;
         }
-        for (int r = 0; r < 10; r++) {
-            double t = now_s();
-            blas_sgemm(0, 0, S, S, S, 1.0f, A, B, 0.0f, C);
-            t = now_s() - t;
-            if (t < best)
-                best = t;
+        for (int way = 0; way < 2; way++) {
+            int was = blas_threads();
+            if (way == 1 && set)
+                set((int)sysconf(_SC_NPROCESSORS_ONLN));
+            for (int r = 0; r < 10; r++) {
+                double t = now_s();
+                if (way == 0)
+                    blas_sgemm(0, 0, S, S, S, 1.0f, A, B, 0.0f, C);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, S, S, 1.0f, A, S, B,
+                                S, 0.0f, C, S);
+                t = now_s() - t;
+                if (t < best)
+                    best = t;
+            }
+            if (way == 1 && set)
+                set(was);
         }
     }
     free(A);
