@@ -25,6 +25,8 @@ static const struct {
     {"eval", cmd_eval, "evaluate a run's checkpoint on the device: accuracy and confusion matrix"},
     {"export", cmd_export, "write a run's data as .npy or .csv files"},
     {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},
+    {"serve", cmd_serve, "serve a device to remote controllers over ZeroMQ or a serial line"},
+    {"keygen", cmd_keygen, "write a CURVE key pair for serve and remote devices"},
     {"version", cmd_version, "print version and the bound BLAS library"},
 };
 

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller/overlap.h"
 #include "controller/surrogates.h"
 #include "devices/options.h"
 #include "devices/registry.h"
 #include "surrogate/layers.h"
-#include "surrogate/team.h"
 
 static int find_device(const model *m, const char *name)
 {
@@ -264,49 +264,10 @@ device_stats model_device_stats(const model *m)
     return s;
 }
 
-/* PAT forward: the device (part 0) and the surrogate (part 1) run at the same
- * time on the thread team.  The surrogate starts from theta and x as given;
- * the device's boundary passes them unchanged unless it clamps, and then the
- * surrogate is run again at what was sent. */
-typedef struct {
-    layer *L;
-    const float *P, *x;
-    int R;
-    float *y;
-    int rc[2];
-} pat_job;
-
-static void pat_part(void *arg, int p, int np)
-{
-    pat_job *j = arg;
-    (void)np;
-    if (p == 0)
-        j->rc[0] = device_run(j->L->dev, j->P, j->x, j->R, j->y);
-    else
-        j->rc[1] = surrogate_forward(j->L->sur, j->P, j->x, j->R, j->L->ysur);
-}
-
 static int physical_forward(layer *L, const float *P, const float *x, int R, float *y,
                             pass_kind pass, char *err, size_t errlen)
 {
     int rc = 0;
-    if (pass == PASS_PAT && L->sur) {
-        pat_job j = {L, P, x, R, y, {0, 0}};
-        team_run(pat_part, &j, 2);
-        if ((rc = j.rc[0])) {
-            snprintf(err, errlen, "device %s: %s", L->dev->name,
-                     L->dev->err[0] ? L->dev->err : patctl_strerror(rc));
-            return rc;
-        }
-        device *d = L->dev;
-        rc = j.rc[1];
-        if (rc || memcmp(d->sent_theta, P, sizeof(float) * (size_t)d->n_theta) ||
-            memcmp(d->sent_x, x, sizeof(float) * (size_t)R * (size_t)d->desc.n_in))
-            rc = surrogate_forward(L->sur, d->sent_theta, d->sent_x, R, L->ysur);
-        if (rc)
-            snprintf(err, errlen, "surrogate of %s: %s", L->dev->name, patctl_strerror(rc));
-        return rc;
-    }
     if (pass == PASS_SURROGATE) {
         if (!L->sur) {
             snprintf(err, errlen, "device %s has no surrogate", L->dev->name);
@@ -314,15 +275,16 @@ static int physical_forward(layer *L, const float *P, const float *x, int R, flo
         }
         rc = surrogate_forward(L->sur, P, x, R, y);
     } else {
-        rc = device_run(L->dev, P, x, R, y);
-        if (rc) {
+        /* PAT: the surrogate at exactly what was sent, for the backward pass,
+         * computed while the device works (controller/overlap.c) */
+        int sur_failed = 0;
+        rc = pass == PASS_PAT ? pat_forward(L->dev, L->sur, P, x, R, y, L->ysur, &sur_failed)
+                              : device_run(L->dev, P, x, R, y);
+        if (rc && !sur_failed) {
             snprintf(err, errlen, "device %s: %s", L->dev->name,
                      L->dev->err[0] ? L->dev->err : patctl_strerror(rc));
             return rc;
         }
-        /* PAT: the surrogate at exactly what was sent, for the backward pass */
-        if (pass == PASS_PAT)
-            rc = surrogate_forward(L->sur, L->dev->sent_theta, L->dev->sent_x, R, L->ysur);
     }
     if (rc)
         snprintf(err, errlen, "surrogate of %s: %s", L->dev->name, patctl_strerror(rc));

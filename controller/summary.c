@@ -64,6 +64,16 @@ int summary_write(const char *dir, const run_config *c, const train_result *r,
     cJSON_AddNumberToObject(o, "lr", c->lr);
     cJSON_AddStringToObject(o, "optimizer", c->optimizer == OPT_ADAM ? "adam" : "sgd");
     cJSON_AddStringToObject(o, "data", c->data_set);
+    cJSON_AddStringToObject(o, "schedule", schedule_name(c->schedule));
+    if (c->mode == MODE_SPSA) {
+        cJSON_AddNumberToObject(o, "spsa_c", c->spsa_c);
+        cJSON_AddNumberToObject(o, "spsa_samples", c->spsa_samples);
+    }
+    cJSON_AddStringToObject(o, "config_source", c->source);
+    cJSON_AddStringToObject(o, "run_store", "run.sqlite");
+    cJSON_AddBoolToObject(o, "resumed", r->resumed);
+    cJSON_AddNumberToObject(o, "last_checkpoint", (double)r->last_checkpoint);
+    cJSON_AddBoolToObject(o, "devices_safe", r->devices_safe);
     if (r->test_accuracy >= 0)
         cJSON_AddNumberToObject(o, "test_accuracy", r->test_accuracy);
     else
@@ -83,6 +93,8 @@ int summary_write(const char *dir, const run_config *c, const train_result *r,
         cJSON_AddNumberToObject(e, "train_accuracy", r->epochs[i].train_acc);
         cJSON_AddNumberToObject(e, "seconds", r->epochs[i].seconds);
         cJSON_AddNumberToObject(e, "device_seconds", r->epochs[i].device_seconds);
+        if (r->epochs[i].test_acc >= 0)
+            cJSON_AddNumberToObject(e, "test_accuracy", r->epochs[i].test_acc);
         cJSON_AddItemToArray(eps, e);
     }
     cJSON *devs = cJSON_AddArrayToObject(o, "devices");

@@ -671,7 +671,9 @@ out:
     res->train_dev = stats_minus(res->all_dev, t.eval_dev);
     if (res->train_seconds == 0 && t.t0 > 0)
         res->train_seconds = t.seconds_before + (now_seconds() - t.t0);
-    res->devices_safe = model_make_safe(&t.m) == 0;
+    /* stopped or failed: make every device safe now; on success closing
+     * them below does it (device_close) */
+    res->devices_safe = rc == 0 || model_make_safe(&t.m) == 0;
     if (t.rs)
         runstore_commit(t.rs);
     trainer_free(&t);

@@ -12,6 +12,8 @@
 static void sgemm1(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc)
 {
+    team_threads(); /* the team exists, so OpenBLAS is single-threaded: every
+                       call of a given shape rounds the same way */
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -46,10 +48,13 @@ static void gemm_part(void *arg, int p, int np)
 void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha,
                 const float *A, const float *B, float beta, float *C)
 {
-    int parts = team_inside() ? 1 : team_threads();
-    if (parts > 1 && 2.0 * M * (double)N * K >= PAR_MIN_FLOPS && (M >= 64 || N >= 64)) {
+    /* Blocks fixed by the shape (OpenBLAS rounds differently for different
+     * call shapes): the same results with any number of threads, and
+     * inside a team part (where the blocks run one after the other). */
+    int big = M > N ? M : N, nb = big >= 1024 ? 4 : big >= 512 ? 2 : 1;
+    if (nb > 1 && 2.0 * M * (double)N * K >= PAR_MIN_FLOPS) {
         gemm_job j = {ta, tb, M, N, K, M > N, alpha, beta, A, B, C};
-        team_run(gemm_part, &j, parts);
+        team_run(gemm_part, &j, nb);
         return;
     }
     sgemm1(ta, tb, M, N, K, alpha, A, ta ? M : K, B, tb ? K : N, beta, C, N);

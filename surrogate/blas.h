@@ -6,8 +6,10 @@
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op = transpose when t* != 0.
  * A is [M,K] (or [K,M] if ta), B is [K,N] (or [N,K] if tb).  Large products
- * are split into column (or row) blocks over the thread team (team.h), one
- * single-threaded OpenBLAS call per block; inside a team part, one call. */
+ * are split into 2 or 4 column (or row) blocks, one single-threaded OpenBLAS
+ * call each, run in parallel over the thread team (team.h).  The blocks
+ * depend on the shape only, so the results do not depend on the number of
+ * threads. */
 void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha,
                 const float *A, const float *B, float beta, float *C);
 

@@ -98,9 +98,10 @@ int osc_tape_capacity(const osc_tape *t) { return t ? t->cap : 0; }
 
 enum { TILE = 64 };     /* square tiles for transposed access */
 enum { ALIGN = 16 };    /* column blocks start at multiples of this */
-#define PAR_MIN_FLOPS 2e6  /* a stage GEMM below this runs on one thread */
+#define PAR_MIN_FLOPS 2e6  /* a stage GEMM below this stays one block */
 
-/* Parts for a region whose work is about `flops` over n columns. */
+/* Parts for a region whose per-element results do not depend on how it is
+ * split (transposes, sums along one index): as many as the team has. */
 static int parts_for(double flops, int n)
 {
     if (flops < PAR_MIN_FLOPS || team_inside())
@@ -108,6 +109,49 @@ static int parts_for(double flops, int n)
     int t = team_threads();
     int by_cols = n / (2 * ALIGN); /* at least two aligned blocks per part */
     return t < by_cols ? t : by_cols < 1 ? 1 : by_cols;
+}
+
+/* The blocks of an RK4 stage: row blocks x column blocks of the [B, N]
+ * state, each one OpenBLAS call plus the elementwise work on its values.
+ * OpenBLAS rounds differently for different call shapes, so the blocks are
+ * fixed by the shape alone -- never by the number of threads or by whether
+ * the stage runs inside another parallel region -- and the results are the
+ * same with any PATCTL_THREADS, in-process or behind a server.  Block counts
+ * are divisors of 12 so that 1, 2, 3, 4 or 6 threads share them evenly. */
+typedef struct {
+    int nrb, ncb;   /* row and column blocks */
+} blocks;
+
+static int round_down_12(int k)
+{
+    static const int ok[] = {12, 6, 4, 3, 2, 1};
+    for (int i = 0; i < 6; i++)
+        if (k >= ok[i])
+            return ok[i];
+    return 1;
+}
+
+static blocks stage_blocks(int B, int n)
+{
+    blocks b = {1, 1};
+    if (2.0 * B * (double)n * n < PAR_MIN_FLOPS)
+        return b;
+    b.ncb = round_down_12(n / 128);             /* >= 128 columns each */
+    b.nrb = B >= 512 ? 4 : B >= 256 ? 2 : 1;    /* >= 128 rows each */
+    return b;
+}
+
+int osc_stage_blocks(int B, int n)
+{
+    blocks b = stage_blocks(B, n);
+    return b.nrb * b.ncb;
+}
+
+/* Rows [*r0, *r1) and columns [*c0, *c1) of part p. */
+static void block_of(blocks bl, int B, int n, int p, int *r0, int *r1, int *c0, int *c1)
+{
+    team_split(B, bl.nrb, 1, p / bl.ncb, r0, r1);
+    team_split(n, bl.ncb, ALIGN, p % bl.ncb, c0, c1);
 }
 
 /* L = L(sym(A)) and, when M != NULL, M = g L + Qn - I, row block by row
@@ -259,6 +303,7 @@ typedef struct {
     const float *e, *x, *noise;
     int B, s, k;
     float h, w;
+    blocks bl;
 } fwd_job;
 
 static void fwd_part(void *arg, int p, int np)
@@ -266,10 +311,11 @@ static void fwd_part(void *arg, int p, int np)
     const fwd_job *j = arg;
     const osc_model *m = j->m;
     osc_tape *t = j->t;
-    int n = m->n, B = j->B, lo, hi;
-    team_split(n, np, ALIGN, p, &lo, &hi);
+    int n = m->n, r0, r1, lo, hi;
+    (void)np;
+    block_of(j->bl, j->B, n, p, &r0, &r1, &lo, &hi);
     long width = hi - lo, row = (long)t->cap * n;
-    if (width <= 0)
+    if (width <= 0 || r1 <= r0)
         return;
     float *q = t->w[0], *pp = t->w[1], *ps = t->w[3];
     float *a = t->w[4], *sq = t->w[5], *sp = t->w[6];
@@ -277,7 +323,7 @@ static void fwd_part(void *arg, int p, int np)
     if (j->k < 0) {
         /* q(0) = a_in x + b_in + noise, p(0) = 0; stage 1 of step 0 */
         float ig = m->k.in_gain, io = m->k.in_offset;
-        for (int b = 0; b < B; b++) {
+        for (int b = r0; b < r1; b++) {
             long o = (long)b * n + lo;
             if (j->noise)
                 for (long i = o; i < o + width; i++)
@@ -294,12 +340,14 @@ static void fwd_part(void *arg, int p, int np)
     }
     int k = j->k;
     float *Sk = S0 + k * row, *Qk = Q0 + k * row;
-    /* a[:, lo:hi] = e + S_k M[:, lo:hi]  (the GEMM adds to the broadcast e) */
-    for (int b = 0; b < B; b++)
+    /* a[r0:r1, lo:hi] = e + S_k[r0:r1, :] M[:, lo:hi]  (the GEMM adds to
+     * the broadcast e) */
+    for (int b = r0; b < r1; b++)
         memcpy(a + (long)b * n + lo, j->e + lo, sizeof(float) * (size_t)width);
-    blas_sgemm_serial(0, 0, B, (int)width, n, 1.0f, Sk, n, t->M + lo, n, 1.0f, a + lo, n);
+    blas_sgemm_serial(0, 0, r1 - r0, (int)width, n, 1.0f, Sk + (long)r0 * n, n, t->M + lo, n, 1.0f,
+                      a + (long)r0 * n + lo, n);
     int last = j->s + 1 == m->steps;
-    for (int b = 0; b < B; b++) {
+    for (int b = r0; b < r1; b++) {
         long o = (long)b * n + lo;
         stage_update(k, j->h, width, q + o, pp + o, sq + o, sp + o, ps + o, a + o,
                      k < 3 ? Qk + row + o : NULL);
@@ -331,8 +379,8 @@ int osc_forward(const osc_model *m, const float *C, const float *e,
     }
     long len = (long)B * n;
     fwd_job j = {.m = m, .t = tape, .e = e, .x = x, .noise = noise, .B = B, .s = 0, .k = -1,
-                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta};
-    int np = parts_for(2.0 * B * (double)n * n, n);
+                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .bl = stage_blocks(B, n)};
+    int np = j.bl.nrb * j.bl.ncb;
 
     laplacian(tape->L, tape->M, m, C, n);
     team_run(fwd_part, &j, np);
@@ -361,6 +409,7 @@ typedef struct {
     int B, s, k;
     float h, w;
     int want_eta;
+    blocks bl;
     double geta[MAX_PARTS];     /* per-part sums, added in part order */
 } bwd_job;
 
@@ -397,16 +446,17 @@ static void bwd_part(void *arg, int p, int np)
     bwd_job *j = arg;
     const osc_model *m = j->m;
     osc_tape *t = j->t;
-    int n = m->n, B = j->B, lo, hi, s = j->s, k = j->k;
-    team_split(n, np, ALIGN, p, &lo, &hi);
+    int n = m->n, r0, r1, lo, hi, s = j->s, k = j->k;
+    (void)np;
+    block_of(j->bl, j->B, n, p, &r0, &r1, &lo, &hi);
     long width = hi - lo, row = (long)t->cap * n;
     j->geta[p] = 0.0;
-    if (width <= 0)
+    if (width <= 0 || r1 <= r0)
         return;
     float h = j->h, hh = 0.5f * h, w = j->w;
     if (k == 4) {
         float og = m->k.out_gain;
-        for (int b = 0; b < B; b++) {
+        for (int b = r0; b < r1; b++) {
             long o = (long)b * n + lo;
             for (long i = o; i < o + width; i++)
                 t->w[0][i] = og * j->gy[i];
@@ -418,10 +468,11 @@ static void bwd_part(void *arg, int p, int np)
     float *GA = t->GA + (long)(4 * s) * row;
     const float *Qk = t->Qs + (long)(4 * s + k) * row;
     float *gS = t->w[2], *c = t->w[3];
-    /* gS[:, lo:hi] = ga_k M[:, lo:hi]  (M symmetric) */
-    blas_sgemm_serial(0, 0, B, (int)width, n, 1.0f, GA + k * row, n, t->M + lo, n, 0.0f, gS + lo, n);
+    /* gS[r0:r1, lo:hi] = ga_k[r0:r1, :] M[:, lo:hi]  (M symmetric) */
+    blas_sgemm_serial(0, 0, r1 - r0, (int)width, n, 1.0f, GA + k * row + (long)r0 * n, n, t->M + lo, n,
+                      0.0f, gS + (long)r0 * n + lo, n);
     double acc = 0.0;
-    for (int b = 0; b < B; b++) {
+    for (int b = r0; b < r1; b++) {
         long o = (long)b * n + lo;
         cos_w(m, c + o, Qk + o, w, width);
         if (j->want_eta)
@@ -540,9 +591,10 @@ int osc_backward(const osc_model *m, osc_tape *t, const float *gy,
     if (B <= 0 || t->n != n || t->steps != m->steps)
         return PATCTL_ERR_STATE;
     long len = (long)B * n, row = (long)t->cap * n;
-    int np = parts_for(2.0 * B * (double)n * n, n);
     bwd_job j = {.m = m, .t = t, .gy = gy, .B = B, .s = m->steps - 1, .k = 4,
-                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .want_eta = gk != NULL};
+                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .want_eta = gk != NULL,
+                 .bl = stage_blocks(B, n)};
+    int np = j.bl.nrb * j.bl.ncb;
     const float *gq = t->w[0];
     double geta = 0.0;
 
@@ -564,7 +616,7 @@ int osc_backward(const osc_model *m, osc_tape *t, const float *gy,
 
     grad_job gj = {m, t, B, gC, ge};
     if (ge)
-        team_run(ge_part, &gj, np);
+        team_run(ge_part, &gj, parts_for(2.0 * B * (double)n * n, n));
 
     /* M: dL/dM = sum over stages S^T ga, one GEMM over the whole tape */
     if (gC || gk) {

@@ -72,6 +72,12 @@ typedef struct osc_consts osc_consts_grad;
 int osc_backward(const osc_model *m, osc_tape *tape, const float *gy,
                  float *gx, float *gC, float *ge, osc_consts_grad *gk);
 
+/* Blocks (OpenBLAS calls) per RK4 stage for B rows of N oscillators; they
+ * run in parallel over the thread team (surrogate/team.h).  Fixed by the
+ * shape, so results never depend on the number of threads.  For tests and
+ * reports. */
+int osc_stage_blocks(int B, int n);
+
 /* FLOPs of one forward of B rows (GEMMs only), for benchmarks. */
 double osc_forward_flops(int n, int steps, int B);
 

@@ -1,0 +1,628 @@
+/* Remote devices end to end: the quickstart model trained with its devices
+ * behind `patctl serve` (tcp loopback) and behind servers on a pty serial
+ * pair gives results identical to in-process; the exact VJP forwarded;
+ * pools split batches and survive a member's death; fault injection (server
+ * killed and restarted mid-epoch, replies delayed past the timeout, NaN and
+ * wrong-sized results, 1 % of serial bytes corrupted): training completes,
+ * faults are counted, nothing bad is used; CURVE with the remote driver;
+ * the server keeps the device's limits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "controller/config.h"
+#include "controller/data.h"
+#include "controller/overlap.h"
+#include "controller/train.h"
+#include "devices/device.h"
+#include "devices/options.h"
+#include "devices/remote/remote.h"
+#include "ptypair.h"
+
+extern char **environ;
+
+/* ---- servers in threads (in-process devices behind a link) ---- */
+
+typedef struct srv {
+    pthread_t t;
+    device *d;
+    pt_server *s;
+    volatile sig_atomic_t stop;
+    serve_opts so;
+    char driver[64], opts[256];
+    uint64_t seed;
+    serve_stats st;
+    int rc;
+} srv;
+
+static int srv_reopen(void *user, device **d, uint64_t seed, char *err, size_t errlen)
+{
+    srv *v = user;
+    if (seed == v->seed)
+        return 0;
+    struct patctl_option *o;
+    int no = options_parse(v->opts, &o);
+    device *nd;
+    int rc = device_open(&nd, "served", v->driver, o, no, seed, err, errlen);
+    free(o);
+    if (rc)
+        return rc;
+    device_close(d);
+    *d = nd;
+    v->seed = seed;
+    return 0;
+}
+
+static void *srv_main(void *arg)
+{
+    srv *v = arg;
+    v->rc = remote_serve(&v->d, v->s, &v->so, &v->stop, 0, &v->st);
+    return NULL;
+}
+
+/* Serve driver(opts) on addr in a thread; returns the bound address. */
+static const char *srv_start(srv *v, const char *driver, const char *opts, const char *addr,
+                             const pt_link_opts *lo)
+{
+    memset(v, 0, sizeof(*v));
+    snprintf(v->driver, sizeof(v->driver), "%s", driver);
+    snprintf(v->opts, sizeof(v->opts), "%s", opts);
+    struct patctl_option *o;
+    int no = options_parse(opts, &o);
+    char err[512];
+    int rc = device_open(&v->d, "served", driver, o, no, 0, err, sizeof(err));
+    free(o);
+    if (rc)
+        fail_msg("device_open: %s", err);
+    rc = pt_server_open(&v->s, addr, lo, err, sizeof(err));
+    if (rc)
+        fail_msg("pt_server_open %s: %s", addr, err);
+    static FILE *devnull;
+    if (!devnull)
+        devnull = fopen("/dev/null", "w");
+    v->so.driver = driver;
+    v->so.reopen = srv_reopen;
+    v->so.reopen_user = v;
+    v->so.log = getenv("PATCTL_TEST_VERBOSE") ? stderr : devnull;
+    pthread_create(&v->t, NULL, srv_main, v);
+    return pt_server_address(v->s);
+}
+
+static void srv_stop(srv *v)
+{
+    v->stop = 1;
+    pthread_join(v->t, NULL);
+    pt_server_close(&v->s);
+    device_close(&v->d);
+}
+
+/* ---- servers as processes: the real `patctl serve` ---- */
+
+typedef struct proc {
+    pid_t pid;
+    char addr[256];
+} proc;
+
+/* Start `patctl serve ARGS...` and wait for its "ready on ADDR" line. */
+static int proc_start(proc *p, const char *const *args)
+{
+    const char *argv[40];
+    int n = 0;
+    argv[n++] = PATCTL_BIN;
+    argv[n++] = "serve";
+    for (int i = 0; args[i] && n < 38; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int fd[2];
+    if (pipe(fd))
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    if (!getenv("PATCTL_TEST_VERBOSE"))
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawn(&p->pid, PATCTL_BIN, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    if (rc) {
+        close(fd[0]);
+        return -1;
+    }
+    FILE *f = fdopen(fd[0], "r");
+    char line[512];
+    p->addr[0] = '\0';
+    while (fgets(line, sizeof(line), f)) {
+        const char *r = strstr(line, "ready on ");
+        if (r) {
+            snprintf(p->addr, sizeof(p->addr), "%s", r + 9);
+            p->addr[strcspn(p->addr, "\n")] = '\0';
+            break;
+        }
+    }
+    fclose(f); /* the server's later output goes to a closed pipe: it never writes more than a line */
+    return p->addr[0] ? 0 : -1;
+}
+
+static int proc_stop(proc *p)
+{
+    int status = 0;
+    if (p->pid > 0) {
+        kill(p->pid, SIGTERM);
+        waitpid(p->pid, &status, 0);
+        p->pid = 0;
+    }
+    return status;
+}
+
+/* ---- training the quickstart model on synthetic data ---- */
+
+static dataset tr, te;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (dataset_synthetic(&tr, 192, 14, 11) || dataset_synthetic(&te, 100, 14, 12))
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    dataset_free(&tr);
+    dataset_free(&te);
+    return 0;
+}
+
+static void base_config(run_config *c, train_mode mode)
+{
+    config_quickstart(c);
+    c->mode = mode;
+    c->seed = 3;
+    c->epochs = 1;
+    c->eval_batch = 50;
+    c->batch = 32;
+}
+
+/* Put device i behind `remote` at addr (extra options appended). */
+static void make_remote(run_config *c, int i, const char *addr, const char *extra)
+{
+    snprintf(c->devices[i].driver, sizeof(c->devices[i].driver), "remote");
+    snprintf(c->devices[i].options, sizeof(c->devices[i].options), "endpoint=%s%s%s", addr, extra ? "," : "",
+             extra ? extra : "");
+}
+
+static void train_ok(const run_config *c, train_result *r, const char *what)
+{
+    char err[512] = "";
+    train_options o = {.quiet = 1};
+    int rc = train_run(c, &tr, &te, &o, r, err, sizeof(err));
+    if (rc)
+        fail_msg("%s: train_run: %s", what, err);
+    printf("  %-28s test accuracy %.3f, loss %.6f, %llu device queries, %llu faults, %llu retries\n", what,
+           r->test_accuracy, r->epochs[0].loss, (unsigned long long)r->all_dev.queries,
+           (unsigned long long)r->all_dev.faults, (unsigned long long)r->all_dev.retries);
+}
+
+static void expect_identical(const train_result *a, const train_result *b)
+{
+    assert_true(a->test_accuracy == b->test_accuracy);
+    assert_true(a->epochs[0].loss == b->epochs[0].loss);
+    assert_true(a->epochs[0].train_acc == b->epochs[0].train_acc);
+    assert_int_equal(a->steps, b->steps);
+    assert_memory_equal(a->confusion, b->confusion, sizeof(a->confusion));
+}
+
+static const char *osc_opts[2] = {"n=64,eta=0.1,j_noise=0.2,sigma=0.02", "n=266,eta=0.1,j_noise=0.2,sigma=0.02"};
+
+/* The done-when: `patctl serve` over tcp loopback == in-process, PAT and ideal. */
+static void test_serve_tcp_identical(void **state)
+{
+    (void)state;
+    train_mode modes[2] = {MODE_PAT, MODE_IDEAL};
+    for (int k = 0; k < 2; k++) {
+        run_config c;
+        static train_result local_s, rem_s;
+        train_result *local = &local_s, *rem = &rem_s;
+        base_config(&c, modes[k]);
+        train_ok(&c, local, modes[k] == MODE_PAT ? "pat in-process" : "ideal in-process");
+        proc p[2];
+        for (int i = 0; i < 2; i++) {
+            char o[128];
+            snprintf(o, sizeof(o), "%s", osc_opts[i]);
+            const char *args[] = {"--device", "oscillators", "--options", o, "--zmq", "tcp://127.0.0.1:*", NULL};
+            assert_int_equal(proc_start(&p[i], args), 0);
+            make_remote(&c, i, p[i].addr, NULL);
+        }
+        train_ok(&c, rem, modes[k] == MODE_PAT ? "pat via patctl serve (tcp)" : "ideal via patctl serve (tcp)");
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(proc_stop(&p[i]), 0);
+        expect_identical(local, rem);
+        assert_int_equal(rem->all_dev.faults, 0);
+    }
+}
+
+/* Keeping the device busy (the surrogate's forward pass computed while the
+ * device works) changes nothing: identical to one after the other, in-process
+ * and through a server (where the overlap hides the network wait). */
+static void test_overlap_identical(void **state)
+{
+    (void)state;
+    static train_result seq_s, ovl_s, rseq_s, rovl_s;
+    run_config c;
+    base_config(&c, MODE_PAT);
+    pat_overlap = 0;
+    train_ok(&c, &seq_s, "pat sequential");
+    pat_overlap = 1;
+    train_ok(&c, &ovl_s, "pat overlapped");
+    expect_identical(&seq_s, &ovl_s);
+    static srv s[2];
+    for (int i = 0; i < 2; i++) {
+        char addr[128];
+        snprintf(addr, sizeof(addr), "ipc:///tmp/patctl-test-%d-o%d.ipc", (int)getpid(), i);
+        srv_start(&s[i], "oscillators", osc_opts[i], addr, NULL);
+        make_remote(&c, i, addr, NULL);
+    }
+    pat_overlap = 0;
+    train_ok(&c, &rseq_s, "pat remote sequential");
+    pat_overlap = 1;
+    train_ok(&c, &rovl_s, "pat remote overlapped");
+    for (int i = 0; i < 2; i++)
+        srv_stop(&s[i]);
+    expect_identical(&seq_s, &rseq_s);
+    expect_identical(&seq_s, &rovl_s);
+}
+
+/* The same over a pty serial pair: servers on one end, the remote driver
+ * on the other, both through libserialport. */
+static void test_serial_identical(void **state)
+{
+    (void)state;
+    ptypair pp[2];
+    if (ptypair_open(&pp[0], 0, 1) || ptypair_open(&pp[1], 0, 2)) {
+        printf("  no pseudo-terminals here: skipped\n");
+        skip();
+    }
+    run_config c;
+    static train_result local_s, rem_s;
+    train_result *local = &local_s, *rem = &rem_s;
+    base_config(&c, MODE_PAT);
+    train_ok(&c, local, "pat in-process");
+    static srv s[2];
+    pt_link_opts lo;
+    pt_link_opts_default(&lo);
+    for (int i = 0; i < 2; i++) {
+        char addr[200];
+        snprintf(addr, sizeof(addr), "serial:%s", pp[i].port_a);
+        srv_start(&s[i], "oscillators", osc_opts[i], addr, &lo);
+        snprintf(addr, sizeof(addr), "serial:%s", pp[i].port_b);
+        make_remote(&c, i, addr, "timeout_ms=5000,link_timeout_ms=100");
+    }
+    train_ok(&c, rem, "pat via serial (pty pair)");
+    expect_identical(local, rem);
+    for (int i = 0; i < 2; i++) {
+        srv_stop(&s[i]);
+        printf("  serial line %d: %llu bytes relayed\n", i, (unsigned long long)pp[i].relayed);
+        ptypair_close(&pp[i]);
+    }
+}
+
+/* ---- fault injection ---- */
+
+typedef struct {
+    proc *p;
+    const char *const *args; /* for the restart (no fault options) */
+    volatile int done;
+    int restarts;
+} monitor_t;
+
+/* Wait for the server to die, start a new one on the same address. */
+static void *monitor_main(void *arg)
+{
+    monitor_t *m = arg;
+    int status;
+    if (waitpid(m->p->pid, &status, 0) == m->p->pid && WIFSIGNALED(status)) {
+        m->p->pid = 0;
+        if (proc_start(m->p, m->args) == 0)
+            m->restarts++;
+    }
+    m->done = 1;
+    return NULL;
+}
+
+static void test_server_killed_and_restarted(void **state)
+{
+    (void)state;
+    char a0[128], a1[128];
+    snprintf(a0, sizeof(a0), "ipc:///tmp/patctl-test-%d-k0.ipc", (int)getpid());
+    snprintf(a1, sizeof(a1), "ipc:///tmp/patctl-test-%d-k1.ipc", (int)getpid());
+    /* device 1 (osc266) dies at its 4th run request, mid-epoch, and comes back */
+    const char *args0[] = {"--device", "oscillators", "--options", osc_opts[0], "--zmq", a0, NULL};
+    const char *args1_die[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1,
+                               "--fault-die-after", "3", NULL};
+    const char *args1[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1, NULL};
+    proc p0, p1;
+    assert_int_equal(proc_start(&p0, args0), 0);
+    assert_int_equal(proc_start(&p1, args1_die), 0);
+    monitor_t mon = {&p1, args1, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, monitor_main, &mon);
+    run_config c;
+    base_config(&c, MODE_PAT);
+    make_remote(&c, 0, a0, NULL);
+    make_remote(&c, 1, a1, "timeout_ms=500,retries=6,backoff_ms=20,backoff_max_ms=200");
+    static train_result rs;
+    train_result *r = &rs;
+    train_ok(&c, r, "osc266 server killed");
+    pthread_join(t, NULL);
+    assert_int_equal(mon.restarts, 1);
+    assert_int_equal(r->steps, 6);                 /* every step done */
+    assert_true(isfinite(r->epochs[0].loss));
+    assert_true(r->test_accuracy > 0.1);
+    proc_stop(&p0);
+    proc_stop(&p1);
+}
+
+static void test_delays_nan_short(void **state)
+{
+    (void)state;
+    char a0[128], a1[128];
+    snprintf(a0, sizeof(a0), "ipc:///tmp/patctl-test-%d-f0.ipc", (int)getpid());
+    snprintf(a1, sizeof(a1), "ipc:///tmp/patctl-test-%d-f1.ipc", (int)getpid());
+    const char *args0[] = {"--device", "oscillators", "--options", osc_opts[0], "--zmq", a0,
+                           "--fault-delay-every", "4", "--fault-delay-ms", "900", NULL};
+    const char *args1[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1,
+                           "--fault-nan-every", "3", "--fault-short-every", "5", NULL};
+    proc p0, p1;
+    assert_int_equal(proc_start(&p0, args0), 0);
+    assert_int_equal(proc_start(&p1, args1), 0);
+    run_config c;
+    base_config(&c, MODE_PAT);
+    make_remote(&c, 0, a0, "timeout_ms=400,retries=3,backoff_ms=10");
+    make_remote(&c, 1, a1, NULL);
+    static train_result rs;
+    train_result *r = &rs;
+    train_ok(&c, r, "delays, NaN, short results");
+    /* nothing bad was used: every step done, all numbers finite, and every
+     * bad reply was a counted fault that was retried */
+    assert_int_equal(r->steps, 6);
+    assert_true(isfinite(r->epochs[0].loss));
+    assert_true(r->all_dev.faults >= 4);
+    assert_true(r->all_dev.retries >= r->all_dev.faults);
+    proc_stop(&p0);
+    proc_stop(&p1);
+}
+
+/* 1 % of the bytes on the serial line corrupted both ways: a small model
+ * still trains, and the link counts what it repaired. */
+static void test_serial_noise(void **state)
+{
+    (void)state;
+    ptypair pp;
+    if (ptypair_open(&pp, 0.01, 7)) {
+        printf("  no pseudo-terminals here: skipped\n");
+        skip();
+    }
+    static srv s;
+    pt_link_opts lo;
+    pt_link_opts_default(&lo);
+    lo.mtu = 64;
+    lo.link_timeout_ms = 10;
+    char addr[200];
+    snprintf(addr, sizeof(addr), "serial:%s", pp.port_a);
+    srv_start(&s, "oscillators", "n=12,sigma=0.01", addr, &lo);
+    run_config c;
+    config_quickstart(&c);
+    c.n_devices = 1;
+    snprintf(c.devices[0].name, sizeof(c.devices[0].name), "osc12");
+    snprintf(addr, sizeof(addr), "serial:%s", pp.port_b);
+    make_remote(&c, 0, addr, "mtu=64,link_timeout_ms=10,timeout_ms=20000");
+    layer_spec L[] = {{LAYER_LINEAR, 12, ""}, {LAYER_PHYSICAL, 0, "osc12"}, {LAYER_LINEAR, 10, ""}};
+    c.n_layers = 3;
+    memcpy(c.layers, L, sizeof(L));
+    c.epochs = 1;
+    c.batch = 16;
+    c.eval_batch = 50;
+    c.lr = 0.01;
+    static train_result rs;
+    train_result *r = &rs;
+    train_ok(&c, r, "1% serial noise");
+    srv_stop(&s);
+    printf("  line: %llu of %llu bytes corrupted\n", (unsigned long long)pp.corrupted,
+           (unsigned long long)pp.relayed);
+    assert_int_equal(r->steps, 12);
+    assert_true(isfinite(r->epochs[0].loss));
+    assert_true(pp.corrupted > 0);
+    ptypair_close(&pp);
+}
+
+/* ---- pools ---- */
+
+static void run_direct(device *d, const float *th, const float *x, int B, float *y)
+{
+    assert_int_equal(device_run(d, th, x, B, y), 0);
+}
+
+/* Rows of a batch computed separately may differ from the whole batch in
+ * the last bit (BLAS blocking depends on the batch size). */
+static void expect_close(const float *a, const float *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fabsf(a[i] - b[i]) > 1e-6f * (1.0f + fabsf(a[i])))
+            fail_msg("value %d: %.9g vs %.9g", i, (double)a[i], (double)b[i]);
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    /* sigma = 0: the device is deterministic per row, so a pool must give
+     * what one device gives (to rounding) */
+    const char *opts = "n=8,sigma=0,j_noise=0.3";
+    static srv s[3];
+    char addrs[3][128], ep[512] = "";
+    for (int i = 0; i < 3; i++) {
+        snprintf(addrs[i], sizeof(addrs[i]), "ipc:///tmp/patctl-test-%d-p%d.ipc", (int)getpid(), i);
+        srv_start(&s[i], "oscillators", opts, addrs[i], NULL);
+        snprintf(ep + strlen(ep), sizeof(ep) - strlen(ep), "%s%s", i ? "|" : "", addrs[i]);
+    }
+    char o[700];
+    snprintf(o, sizeof(o), "endpoint=%s,timeout_ms=300,retries=1,backoff_ms=5,backoff_max_ms=60000", ep);
+    struct patctl_option *po;
+    int no = options_parse(o, &po);
+    device *pool, *one;
+    char err[512];
+    assert_int_equal(device_open(&pool, "pool", "remote", po, no, 9, err, sizeof(err)), 0);
+    free(po);
+    no = options_parse(opts, &po);
+    assert_int_equal(device_open(&one, "one", "oscillators", po, no, 9, err, sizeof(err)), 0);
+    free(po);
+    int B = 10, n = 8;
+    float th[72], x[80], y1[80], y2[80];
+    for (int i = 0; i < 72; i++)
+        th[i] = 0.3f * sinf((float)i);
+    for (int i = 0; i < 80; i++)
+        x[i] = cosf(0.7f * (float)i);
+    run_direct(one, th, x, B, y1);
+    remote_stats st;
+    assert_int_equal(remote_get_stats(pool, &st), 0);
+    uint64_t before = st.requests;
+    run_direct(pool, th, x, B, y2);
+    expect_close(y1, y2, B * n);
+    assert_int_equal(remote_get_stats(pool, &st), 0);
+    assert_int_equal(st.requests - before, 3); /* three parts in parallel */
+    /* member 1 stops answering: its part moves, the result is still exact */
+    srv_stop(&s[1]);
+    memset(y2, 0, sizeof(y2));
+    run_direct(pool, th, x, B, y2);
+    expect_close(y1, y2, B * n);
+    assert_int_equal(remote_get_stats(pool, &st), 0);
+    printf("  pool: %llu dropped, %llu parts moved, %d of %d alive\n", (unsigned long long)st.dropped,
+           (unsigned long long)st.moved, st.alive, st.members);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(st.moved, 1);
+    assert_int_equal(st.alive, 2);
+    /* the next batch goes to the two live members only */
+    run_direct(pool, th, x, 7, y2);
+    expect_close(y1, y2, 7 * n);
+    device_close(&pool);
+    device_close(&one);
+    srv_stop(&s[0]);
+    srv_stop(&s[2]);
+}
+
+/* ---- CURVE through the remote driver ---- */
+
+static void test_remote_curve(void **state)
+{
+    (void)state;
+    pt_link_opts lo;
+    pt_link_opts_default(&lo);
+    if (pt_curve_keypair(lo.curve_public, lo.curve_secret)) {
+        skip();
+    }
+    static srv s; /* outlives a failed assertion's longjmp */
+    const char *addr = srv_start(&s, "oscillators", "n=4", "tcp://127.0.0.1:*", &lo);
+    char o[512], err[512];
+    device *d = NULL;
+    struct patctl_option *po;
+    /* without the server's key: no description, the open fails */
+    snprintf(o, sizeof(o), "endpoint=%s,timeout_ms=200,retries=0", addr);
+    int no = options_parse(o, &po);
+    int rc = device_open(&d, "r", "remote", po, no, 1, err, sizeof(err));
+    printf("  without the key: %s\n", err);
+    assert_int_equal(rc, PATCTL_ERR_TIMEOUT);
+    free(po);
+    assert_int_equal(s.st.requests, 0); /* the server saw nothing */
+    /* with it: works */
+    snprintf(o, sizeof(o), "endpoint=%s,server_key=%s", addr, lo.curve_public);
+    no = options_parse(o, &po);
+    rc = device_open(&d, "r", "remote", po, no, 1, err, sizeof(err));
+    if (rc)
+        fail_msg("with the key: %s", err);
+    free(po);
+    float th[20] = {0}, x[4] = {0.1f, 0.2f, 0.3f, 0.4f}, y[4];
+    assert_int_equal(device_run(d, th, x, 1, y), 0);
+    device_close(&d);
+    srv_stop(&s);
+}
+
+/* ---- the server keeps its own limits ---- */
+
+static void test_server_boundary(void **state)
+{
+    (void)state;
+    char addr[128];
+    snprintf(addr, sizeof(addr), "ipc:///tmp/patctl-test-%d-b.ipc", (int)getpid());
+    static srv s;
+    srv_start(&s, "oscillators", "n=2,sigma=0", addr, NULL);
+    s.d->limits = LIMIT_REJECT;
+    /* a client that talks the protocol directly, bypassing any client-side
+     * boundary, is refused by the server's */
+    pt_client *c;
+    char err[256];
+    assert_int_equal(pt_client_open(&c, addr, NULL, err, sizeof(err)), 0);
+    float th[6] = {0, 0, 0, 0, 9.0f /* > hi = 4 */, 0}, x[2] = {0, 0};
+    uint8_t head[PT_RUN_HEAD];
+    pt_run_head(head, 1, 1, 6, 2);
+    pt_part parts[3] = {{head, sizeof(head)}, {th, sizeof(th)}, {x, sizeof(x)}};
+    uint32_t seq;
+    pt_msg rep;
+    assert_int_equal(pt_client_send(c, PT_RUN, parts, 3, &seq), 0);
+    assert_int_equal(pt_client_wait(c, seq, 3000, &rep), 0);
+    assert_int_equal(rep.type, PT_ERROR);
+    int32_t code;
+    const char *text;
+    size_t tl;
+    assert_int_equal(pt_error_parse(rep.data, rep.len, &code, &text, &tl), 0);
+    assert_int_equal(code, PATCTL_ERR_LIMIT);
+    th[4] = NAN;
+    assert_int_equal(pt_client_send(c, PT_RUN, parts, 3, &seq), 0);
+    assert_int_equal(pt_client_wait(c, seq, 3000, &rep), 0);
+    assert_int_equal(pt_error_parse(rep.data, rep.len, &code, &text, &tl), 0);
+    assert_int_equal(code, PATCTL_ERR_NONFINITE);
+    /* wrong shapes: an error, not a crash */
+    pt_run_head(head, 1, 1, 5, 2);
+    parts[1].n = 20;
+    assert_int_equal(pt_client_send(c, PT_RUN, parts, 3, &seq), 0);
+    assert_int_equal(pt_client_wait(c, seq, 3000, &rep), 0);
+    assert_int_equal(rep.type, PT_ERROR);
+    /* unknown type */
+    assert_int_equal(pt_client_send(c, 0x7E, NULL, 0, &seq), 0);
+    assert_int_equal(pt_client_wait(c, seq, 3000, &rep), 0);
+    assert_int_equal(pt_error_parse(rep.data, rep.len, &code, &text, &tl), 0);
+    assert_int_equal(code, PATCTL_ERR_PROTOCOL);
+    assert_int_equal(s.d->st.queries, 0); /* the driver never ran */
+    pt_client_close(&c);
+    srv_stop(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_server_boundary),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_remote_curve),
+        cmocka_unit_test(test_serve_tcp_identical),
+        cmocka_unit_test(test_overlap_identical),
+        cmocka_unit_test(test_serial_identical),
+        cmocka_unit_test(test_server_killed_and_restarted),
+        cmocka_unit_test(test_delays_nan_short),
+        cmocka_unit_test(test_serial_noise),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
