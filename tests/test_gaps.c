@@ -151,8 +151,8 @@ static void test_gaps(void **state)
 static void test_examples_build(void **state)
 {
     (void)state;
-    const char *names[] = {"shg-fmnist.ini", "circuit-fmnist.ini"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[] = {"shg-fmnist.ini", "shg-deep-fmnist.ini", "circuit-fmnist.ini"};
+    for (int i = 0; i < 3; i++) {
         char path[1024], err[512] = "";
         snprintf(path, sizeof(path), "%s/examples/%s", PATCTL_SOURCE_DIR, names[i]);
         run_config c;
