@@ -643,7 +643,8 @@ static void test_shg_circuit_recover_constants(void **state)
     /* C stays nominal (100 nF): the identifiable truth is R, L, R_on scaled
      * by C_true / C_nominal = 1.1 */
     const double circ_truth[] = {52.5 * 1.1, 0.92e-3 * 1.1, 100e-9, 0.45, 25 * 1.1, 0.97, 1.03, 0.005};
-    recover("circuit", "n_in=8,sps=2,dac_mismatch=0,adc_bits=0,noise_std=0.005", circ_truth, 40, 20);
+    recover("circuit", "n_in=8,sps=2,l_mh=0.92,dac_mismatch=0,adc_bits=0,noise_std=0.005", circ_truth,
+            40, 20);
 }
 
 int main(void)
