@@ -56,6 +56,8 @@ static void train_usage(FILE *f)
         "  --eta X           device truth: nonlinearity detuning (default 0.1)\n"
         "  --j-noise X       device truth: random coupling std (default 0.2)\n"
         "  --sigma X         device truth: input noise std in rad (default 0.02)\n"
+        "  --surrogate NAME=SPEC  the surrogate of device NAME: nominal | fitted:PATH\n"
+        "                    (a NAME.json written by patctl fit); repeatable\n"
         "  --journal J       device journal: all (default) | off | every:N\n"
         "  --checkpoint-every N  steps between checkpoints (default 100; 0 = epoch ends)\n"
         "  --progress P      auto (default) | bar | lines | off\n"
@@ -240,6 +242,22 @@ static int parse_options(int argc, char **argv, train_cli *cli)
             if (parse_double(v, &d) || d < 0 || config_device_option(c, "oscillators", "j_noise", v)) goto bad;
         } else if ((v = opt_value(argc, argv, &i, "--sigma"))) {
             if (parse_double(v, &d) || d < 0 || config_device_option(c, "oscillators", "sigma", v)) goto bad;
+        } else if ((v = opt_value(argc, argv, &i, "--surrogate"))) {
+            const char *eq = strchr(v, '=');
+            int found = 0;
+            for (int k = 0; eq && k < c->n_devices; k++)
+                if (strlen(c->devices[k].name) == (size_t)(eq - v) &&
+                    strncmp(c->devices[k].name, v, (size_t)(eq - v)) == 0) {
+                    if (snprintf(c->devices[k].surrogate, sizeof(c->devices[k].surrogate), "%s", eq + 1) >=
+                        (int)sizeof(c->devices[k].surrogate))
+                        goto bad;
+                    found = 1;
+                }
+            if (!found) {
+                fprintf(stderr, "patctl train: --surrogate %s: expected DEVICE=SPEC with a device of the "
+                        "config\n", v);
+                return -1;
+            }
         } else if ((v = opt_value(argc, argv, &i, "--journal"))) {
             if (strcmp(v, "all") == 0) c->journal = JOURNAL_ALL, c->journal_every = 1;
             else if (strcmp(v, "off") == 0) c->journal = JOURNAL_OFF;

@@ -11,6 +11,8 @@ int cmd_devices(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_collect(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
 
 /* Set by SIGINT/SIGTERM once handlers are installed by main(). */
 extern volatile sig_atomic_t patctl_stop;

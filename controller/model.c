@@ -127,7 +127,8 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
                          i + 1, L->spec.device, L->dev->desc.n_in, cols);
                 return layer_error(c, i, err, errlen);
             }
-            rc = surrogate_for_device(&L->sur, L->dev, m->specs[di].options, err, errlen);
+            rc = surrogate_make(&L->sur, L->dev->name, &L->dev->desc, m->specs[di].options,
+                                m->specs[di].surrogate, err, errlen);
             if (rc && c->mode != MODE_IDEAL && c->mode != MODE_SPSA)
                 return rc;
             rc = 0;

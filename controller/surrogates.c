@@ -4,34 +4,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller/fit_store.h"
 #include "devices/circuit/circuit_dev.h"
 #include "devices/options.h"
 #include "devices/shg/shg_dev.h"
 
-int surrogate_for_device(surrogate **out, const device *d, const char *options,
-                         char *err, size_t errlen)
+/* The nominal model of a device model: one branch per model. */
+static int nominal_for_desc(surrogate **out, const char *name, const struct patctl_device_desc *desc,
+                            const char *options, char *err, size_t errlen)
 {
     *out = NULL;
     struct patctl_option *o = NULL;
     int no = options_parse(options, &o);
     if (no < 0) {
-        snprintf(err, errlen, "device %s: bad options '%s'", d->name, options);
+        snprintf(err, errlen, "device %s: bad options '%s'", name, options);
         return no;
     }
     int rc = 0;
-    if (strcmp(d->desc.model, "oscillators") == 0) {
+    if (strcmp(desc->model, "oscillators") == 0) {
         long steps;
         double t_end;
         if ((rc = options_int(o, no, "steps", 5, &steps, err, errlen)) ||
             (rc = options_float(o, no, "t_end", 0.5, &t_end, err, errlen)))
             goto out;
-        osc_model m = osc_model_nominal(d->desc.n_in);
+        osc_model m = osc_model_nominal(desc->n_in);
         m.steps = (int)steps;
         m.t_end = (float)t_end;
         *out = surrogate_osc_new(&m);
         if (!*out)
             rc = PATCTL_ERR_NOMEM;
-    } else if (strcmp(d->desc.model, "shg") == 0) {
+    } else if (strcmp(desc->model, "shg") == 0) {
         /* nominal SHG physics on the device's geometry (no dispersion, flat
          * response, no noise) */
         shg_model m;
@@ -40,7 +42,7 @@ int surrogate_for_device(surrogate **out, const device *d, const char *options,
         *out = surrogate_shg_new(&m);
         if (!*out)
             rc = PATCTL_ERR_NOMEM;
-    } else if (strcmp(d->desc.model, "circuit") == 0) {
+    } else if (strcmp(desc->model, "circuit") == 0) {
         /* nominal (datasheet) component values on the device's time grid */
         circuit_model m;
         if ((rc = circuit_options_shape(o, no, &m, err, errlen)))
@@ -49,11 +51,41 @@ int surrogate_for_device(surrogate **out, const device *d, const char *options,
         if (!*out)
             rc = PATCTL_ERR_NOMEM;
     } else {
-        snprintf(err, errlen, "device %s: no surrogate model for device model '%s'", d->name,
-                 d->desc.model);
+        snprintf(err, errlen, "device %s: no nominal surrogate for device model '%s' (fit one: "
+                 "patctl collect, patctl fit, then surrogate = fitted:PATH)", name, desc->model);
         rc = PATCTL_ERR_UNSUPPORTED;
     }
 out:
     free(o);
     return rc;
+}
+
+int surrogate_make(surrogate **out, const char *name, const struct patctl_device_desc *desc,
+                   const char *options, const char *spec, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!spec || !spec[0] || strcmp(spec, "nominal") == 0)
+        return nominal_for_desc(out, name, desc, options, err, errlen);
+    const char *path = NULL;
+    size_t len = strlen(spec);
+    if (strncmp(spec, "fitted:", 7) == 0)
+        path = spec + 7;
+    else if (len > 5 && strcmp(spec + len - 5, ".json") == 0)
+        path = spec;
+    if (!path || !path[0]) {
+        snprintf(err, errlen, "device %s: surrogate '%s': expected nominal or fitted:PATH (a .json "
+                 "file written by patctl fit)", name, spec);
+        return PATCTL_ERR_CONFIG;
+    }
+    char ferr[768] = "";
+    int rc = fitted_load(path, desc, out, ferr, sizeof(ferr));
+    if (rc)
+        snprintf(err, errlen, "device %s: surrogate: %s", name, ferr);
+    return rc;
+}
+
+int surrogate_for_device(surrogate **out, const device *d, const char *options,
+                         char *err, size_t errlen)
+{
+    return surrogate_make(out, d->name, &d->desc, options, NULL, err, errlen);
 }

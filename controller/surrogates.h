@@ -1,5 +1,14 @@
-/* Which surrogate models a device: the nominal physics for the simulated
- * drivers' models.  Caller owns the result. */
+/* Which surrogate models a device.  A device's `surrogate` spec (config key
+ * `surrogate = ...` of [device NAME], or `patctl train --surrogate
+ * NAME=SPEC`) is one of
+ *   "" or "nominal"      the nominal physics of the simulated drivers' models
+ *                        (oscillators, shg, circuit);
+ *   "fitted:PATH" or PATH ending in ".json"
+ *                        a surrogate fitted by `patctl fit` (grey-box
+ *                        oscillators or MLP; any device for the MLP).
+ * To add a device model: one branch in nominal_for_desc() (surrogates.c);
+ * fitted kinds are loaded by fitted_load() (fit_store.c).  Caller owns the
+ * result. */
 #ifndef PATCTL_SURROGATES_H
 #define PATCTL_SURROGATES_H
 
@@ -8,6 +17,12 @@
 #include "devices/device.h"
 #include "surrogate/surrogate.h"
 
+/* The surrogate `spec` names for device `name` described by desc and opened
+ * with driver options `options`.  Errors name the device (and the file). */
+int surrogate_make(surrogate **out, const char *name, const struct patctl_device_desc *desc,
+                   const char *options, const char *spec, char *err, size_t errlen);
+
+/* The nominal surrogate of an open device (= surrogate_make(.., "nominal")). */
 int surrogate_for_device(surrogate **out, const device *d, const char *options,
                          char *err, size_t errlen);
 

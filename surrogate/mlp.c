@@ -87,11 +87,15 @@ void mlp_init(mlp *m, uint64_t seed)
     const mlp_shape *s = &m->sh;
     memset(m->params, 0, sizeof(float) * (size_t)m->n_params);
     long w = s->width;
-    double a0 = sqrt(6.0 / (double)(s->n_x + s->n_theta + w));
+    /* Glorot for the x part; the theta part starts with a quarter of the x
+     * part's pre-activation variance, so that many parameters (a 64-oscillator
+     * device has 4160) do not drown the inputs and saturate the units */
+    double a0 = sqrt(6.0 / (double)(s->n_x + w));
+    double at = s->n_theta ? a0 * sqrt(0.25 * (double)s->n_x / (double)s->n_theta) : 0.0;
     for (long i = 0; i < w * s->n_x; i++)
         m->W0x[i] = (float)(a0 * (2 * gsl_rng_uniform(r) - 1));
     for (long i = 0; i < w * s->n_theta; i++)
-        m->W0t[i] = (float)(a0 * (2 * gsl_rng_uniform(r) - 1));
+        m->W0t[i] = (float)(at * (2 * gsl_rng_uniform(r) - 1));
     double a1 = sqrt(6.0 / (double)(2 * w));
     for (int l = 1; l < s->depth; l++)
         for (long i = 0; i < w * w; i++)

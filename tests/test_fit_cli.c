@@ -1,0 +1,209 @@
+/* The fitting commands end to end through the patctl binary: collect a small
+ * oscillator device, fit every surrogate kind, read the files back (numpy
+ * layout, report), train with the fitted surrogate named in a config and on
+ * the command line, and the errors of bad inputs. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "controller/fit_store.h"
+#include "controller/surrogates.h"
+#include "surrogate/fit_npy.h"
+
+#ifndef PATCTL_BIN
+#error "PATCTL_BIN must name the patctl binary"
+#endif
+
+static int run(const char *cmd, char *out, size_t n)
+{
+    char full[4096];
+    snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char dir[] = "/tmp/patctl-fitcli-XXXXXX";
+
+/* a 12-oscillator device behind a linear layer, classes from the last 10 */
+static const char *config_text =
+    "[data]\nset = synthetic\ntrain_limit = 200\ntest_limit = 100\n"
+    "[device osc12]\ndriver = oscillators\nn = 12\neta = 0.1\nj_noise = 0.2\nsigma = 0.01\n"
+    "surrogate = %s\n"
+    "[model]\nlayer = linear 12\nlayer = physical osc12\nlayer = readout 10\n"
+    "[train]\nmode = pat\nepochs = 1\nbatch = 20\nseed = 3\n"
+    "[logging]\nprogress = off\n";
+
+static void write_config(const char *path, const char *surrogate)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, config_text, surrogate);
+    fclose(f);
+}
+
+static void test_collect_fit_train(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    char cmd[2048], out[1 << 16], cfg[600], path[700];
+    snprintf(cfg, sizeof(cfg), "%s/exp.ini", dir);
+    write_config(cfg, "nominal");
+
+    /* collect the config's device (the device PAT will train: same seed) */
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " collect --config %s --device osc12 --seed 3 --settings 60 "
+             "--per-setting 20 --x-range -1:1 --design lhs --repeats 5 --out %s/data", cfg, dir);
+    int st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "result: 1200 samples in 60 settings"));
+    fit_set d;
+    cJSON *meta = NULL;
+    char err[512] = "";
+    snprintf(path, sizeof(path), "%s/data", dir);
+    assert_int_equal(fitdata_read(path, &d, &meta, err, sizeof(err)), 0);
+    assert_int_equal(d.S, 1200);
+    assert_int_equal(d.n_theta, 12 * 12 + 12);
+    assert_int_equal(d.R, 5);
+    assert_non_null(d.noise_std);
+    cJSON *dev = cJSON_GetObjectItem(meta, "device");
+    assert_string_equal(cJSON_GetObjectItem(dev, "name")->valuestring, "osc12");
+    cJSON_Delete(meta);
+    fit_set_free(&d);
+
+    /* fit everything; the grey-box fit explains the device, the nominal not */
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " fit %s/data --mlp-width 32 --mlp-epochs 20 --gn-iter 6 --cg-iter 15", dir);
+    st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
+    snprintf(path, sizeof(path), "%s/data/fit/report.json", dir);
+    cJSON *rep = json_read_file(path, err, sizeof(err));
+    assert_non_null(rep);
+    cJSON *e, *arr = cJSON_GetObjectItem(rep, "surrogates");
+    assert_int_equal(cJSON_GetArraySize(arr), 4);
+    double ratio_nominal = -1, ratio_greybox = -1;
+    cJSON_ArrayForEach(e, arr) {
+        const char *nm = cJSON_GetObjectItem(e, "name")->valuestring;
+        double r = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "test"), "nrmse_over_noise")->valuedouble;
+        if (strcmp(nm, "nominal") == 0)
+            ratio_nominal = r;
+        if (strcmp(nm, "greybox") == 0)
+            ratio_greybox = r;
+        /* parity data: [P, 2] float32 */
+        char pp[800];
+        long shape[FIT_NPY_MAX_DIM];
+        void *data;
+        int nd;
+        snprintf(pp, sizeof(pp), "%s/data/fit/%s", dir, cJSON_GetObjectItem(e, "parity")->valuestring);
+        assert_int_equal(fit_npy_read(pp, NPY_F32, &nd, shape, &data, err, sizeof(err)), 0);
+        assert_int_equal(nd, 2);
+        assert_int_equal(shape[1], 2);
+        free(data);
+    }
+    printf("  held-out NRMSE / noise floor: nominal %.2f, greybox %.2f\n", ratio_nominal, ratio_greybox);
+    assert_true(ratio_greybox < 1.3);
+    assert_true(ratio_nominal > 2 * ratio_greybox);
+    cJSON_Delete(rep);
+
+    /* the fitted files load as surrogates of the device */
+    struct patctl_device_desc desc;
+    snprintf(path, sizeof(path), "%s/data", dir);
+    assert_int_equal(fitdata_read(path, &d, &meta, err, sizeof(err)), 0);
+    assert_int_equal(desc_from_json(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "device"), "desc"), &desc,
+                                    err, sizeof(err)), 0);
+    const char *kinds[] = {"consts", "greybox", "mlp"};
+    for (int k = 0; k < 3; k++) {
+        char spec[800];
+        surrogate *s = NULL;
+        snprintf(spec, sizeof(spec), "fitted:%s/data/fit/%s.json", dir, kinds[k]);
+        assert_int_equal(surrogate_make(&s, "osc12", &desc, "", spec, err, sizeof(err)), 0);
+        fit_metrics m;
+        assert_int_equal(fit_evaluate(s, &d, NULL, -1, &m, NULL, NULL), 0);
+        assert_true(isfinite(m.nrmse));
+        surrogate_destroy(&s);
+    }
+    cJSON_Delete(meta);
+    fit_set_free(&d);
+
+    /* PAT with the fitted surrogate: from the config key and from the option */
+    snprintf(path, sizeof(path), "fitted:%s/data/fit/greybox.json", dir);
+    write_config(cfg, path);
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --out %s/run1", cfg, dir);
+    st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
+    write_config(cfg, "nominal");
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --surrogate osc12=%s/data/fit/mlp.json "
+             "--out %s/run2", cfg, dir, dir);
+    st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    char cmd[2048], out[1 << 14], cfg[600];
+    snprintf(cfg, sizeof(cfg), "%s/exp.ini", dir);
+    /* a surrogate fitted for another device: the error names the file */
+    write_config(cfg, "nominal");
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --quiet --surrogate osc64=%s/data/fit/greybox.json --out %s/run3",
+             dir, dir);
+    int st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 1);
+    assert_non_null(strstr(out, "greybox.json"));
+    assert_non_null(strstr(out, "osc64"));
+    /* unknown device, bad spec, missing file */
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --surrogate nosuch=x.json", cfg);
+    assert_int_equal(run(cmd, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "nosuch"));
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --surrogate osc12=fancy --out %s/run4", cfg,
+             dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "expected nominal or fitted:PATH"));
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --surrogate osc12=fitted:/nonexistent.json "
+             "--out %s/run5", cfg, dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "/nonexistent.json"));
+    /* fit on a directory that is not collected data */
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " fit %s", dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "meta.json"));
+    /* a corrupt array: the message names it */
+    char path[700];
+    snprintf(path, sizeof(path), "%s/data/y.npy", dir);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(ftruncate(fileno(f), 300), 0);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " fit %s/data", dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "y.npy"));
+    /* collect: bad options */
+    assert_int_equal(run(PATCTL_BIN " collect --x-range 3", out, sizeof(out)), 2);
+    assert_int_equal(run(PATCTL_BIN " collect --device nosuch", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "osc64"));
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_collect_fit_train),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
