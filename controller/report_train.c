@@ -229,9 +229,13 @@ int report_training(rep_ctx *c)
             fprintf(f, "set xlabel 'device queries made by training (cumulative)%s'\n", logq ? ", log scale" : "");
             if (logq)
                 fprintf(f, "set logscale x\n");
-            fprintf(f, "set xrange [%s:*]\n", logq ? "*" : "0");
+            if (logq)
+                fprintf(f, "set xrange [*:%g]\n", qmax * 1.3);
+            else
+                fprintf(f, "set xrange [0:%g]\n", (qmax > 0 ? qmax : 1) * 1.05);
         } else {
-            fprintf(f, "set xlabel 'training time [%s]'\nset xrange [0:*]\n", tu);
+            /* room on the right for the last test-accuracy marker and its label */
+            fprintf(f, "set xlabel 'training time [%s]'\nset xrange [0:%g]\n", tu, (tmax > 0 ? tmax / tdiv : 1) * 1.05);
         }
         if (acc)
             fprintf(f, "set ylabel 'accuracy [%%]'\nset yrange [0:100]\nset key top left\n");
@@ -431,7 +435,7 @@ int report_confusion(rep_ctx *c)
         }
         fprintf(f, ")\n");
         snprintf(t2, sizeof(t2), "%s%stest accuracy %.2f %% on the device (%ld images, step %ld)",
-                 c->n_runs > 1 ? r->label : "", c->n_runs > 1 ? ": " : "", 100 * e->accuracy, e->n, e->step);
+                 c->n_runs > 1 ? r->label : "", c->n_runs > 1 ? "\n" : "", 100 * e->accuracy, e->n, e->step);
         fprintf(f, "set title %s\n", gp_str(t, sizeof(t), t2));
         fprintf(f, "plot $C%d matrix with image notitle, $D%d using 1:2:3 with labels font ',%d' tc rgb '#222222' "
                    "notitle, $L%d using 1:2:3 with labels font ',%d' tc rgb '#ffffff' notitle\n",
