@@ -638,12 +638,13 @@ static void test_shg_circuit_recover_constants(void **state)
 {
     (void)state;
     const double shg_truth[] = {0.8, 0.4, 0.15, -0.3, 1.1};
-    recover("shg", "n_in=8,n_par=8,bins=4,n_out=8,ripple=0,photons=0,camera_bits=0,noise_std=0.01",
-            shg_truth, 40, 20);
+    recover("shg", "n_in=8,n_par=8,bins=4,n_out=8,disp2=0.8,disp3=0.4,resp1=0.15,resp2=-0.3,gain=1.1,"
+            "ripple=0,photons=0,camera_bits=0,noise_std=0.01", shg_truth, 40, 20);
     /* C stays nominal (100 nF): the identifiable truth is R, L, R_on scaled
      * by C_true / C_nominal = 1.1 */
     const double circ_truth[] = {52.5 * 1.1, 0.92e-3 * 1.1, 100e-9, 0.45, 25 * 1.1, 0.97, 1.03, 0.005};
-    recover("circuit", "n_in=8,sps=2,dac_mismatch=0,adc_bits=0,noise_std=0.005", circ_truth, 40, 20);
+    recover("circuit", "n_in=8,sps=2,r=52.5,l_mh=0.92,c_nf=110,von=0.45,ron=25,in_gain=0.97,out_gain=1.03,"
+            "out_offset=0.005,dac_mismatch=0,adc_bits=0,noise_std=0.005", circ_truth, 40, 20);
 }
 
 int main(void)
