@@ -25,8 +25,10 @@ static void fit_usage(FILE *f)
         "\n"
         "surrogates (--models, comma-separated; default: all that apply):\n"
         "  nominal    the nominal physics (no fit; the reference)\n"
-        "  consts     oscillators: the calibration constants (eta, coupling gain, input\n"
-        "             and output gain/offset) by trust-region Levenberg-Marquardt, +- SE\n"
+        "  consts     physics models: the calibration constants by trust-region\n"
+        "             Levenberg-Marquardt, +- SE (oscillators: eta, coupling gain, input\n"
+        "             and output gain/offset; shg: dispersion, response, gain; circuit:\n"
+        "             R, L, diode V_on and R_on, DAC/ADC calibration, C fixed)\n"
         "  greybox    oscillators: constants + a coupling correction matrix, jointly by\n"
         "             trust-region Gauss-Newton with CG, then constants +- SE by LM\n"
         "  mlp        black box for any device: (x, theta) -> y, early-stopped\n"
@@ -324,11 +326,22 @@ int cmd_fit(int argc, char **argv)
         return EXIT_FAIL;
     }
     int is_osc = strcmp(desc.model, "oscillators") == 0;
+    /* a physics model with fittable constants (shg, circuit)? */
+    int has_consts = 0;
+    {
+        surrogate *probe = NULL;
+        fit_consts_view v;
+        if (!is_osc && surrogate_make(&probe, name, &desc, options, "nominal", err, sizeof(err)) == 0)
+            has_consts = fit_consts_view_of(probe, &v) == 0;
+        surrogate_destroy(&probe);
+        err[0] = '\0';
+    }
     if (!models)
-        models = M_NOMINAL | M_MLP | (is_osc ? M_CONSTS | M_GREYBOX : 0);
-    if ((models & (M_CONSTS | M_GREYBOX)) && !is_osc) {
-        fprintf(stderr, "patctl fit: consts/greybox fits exist for the oscillators model only; device %s "
-                "is '%s' (use nominal, mlp)\n", name, desc.model);
+        models = M_NOMINAL | M_MLP | (is_osc ? M_CONSTS | M_GREYBOX : has_consts ? M_CONSTS : 0);
+    if (((models & M_GREYBOX) && !is_osc) || ((models & M_CONSTS) && !is_osc && !has_consts)) {
+        fprintf(stderr, "patctl fit: device %s (model '%s') has no %s fit (consts: oscillators, shg, "
+                "circuit; greybox: oscillators); use nominal, mlp\n", name, desc.model,
+                (models & M_GREYBOX) ? "greybox" : "consts");
         fit_set_free(&d);
         cJSON_Delete(meta);
         return EXIT_USAGE;
@@ -387,7 +400,55 @@ int cmd_fit(int argc, char **argv)
             printf("  (no nominal model: %s)\n", err);
         }
     }
-    for (int g = 0; g < 2; g++) {
+    if ((models & M_CONSTS) && has_consts && !patctl_stop) {
+        surrogate *s = NULL;
+        fit_consts_view v;
+        fit_consts_result r;
+        double t0 = now_s();
+        if ((rc = surrogate_make(&s, name, &desc, options, "nominal", err, sizeof(err))) ||
+            (rc = fit_consts_view_of(s, &v)) ||
+            (rc = fit_consts(s, &v, 0, &d, role, 100, fo.max_resid, verbose, &r, err, sizeof(err)))) {
+            fprintf(stderr, "patctl fit: consts: %s\n", err);
+            surrogate_destroy(&s);
+            goto done;
+        }
+        double secs = now_s() - t0;
+        cJSON *ex = cJSON_CreateObject();
+        cJSON *c = cJSON_AddObjectToObject(ex, "constants");
+        for (int j = 0; j < v.n; j++) {
+            cJSON *e = cJSON_AddObjectToObject(c, v.name[j]);
+            cJSON_AddNumberToObject(e, "value", r.value[j]);
+            cJSON_AddNumberToObject(e, "se", r.se[j]);
+            cJSON_AddBoolToObject(e, "fitted", (r.mask >> j) & 1u);
+        }
+        cJSON_AddNumberToObject(ex, "chi2_dof", r.chi2_dof);
+        cJSON_AddNumberToObject(ex, "dof", r.dof);
+        cJSON_AddNumberToObject(ex, "lm_iterations", r.iters);
+        snprintf(file, sizeof(file), "consts.json");
+        snprintf(path, sizeof(path), "%s/%s", dir, file);
+        rc = validate(dir, "consts", s, &d, role, secs, file, entries, ex, &mt, nominal_rmse, quiet, err,
+                      sizeof(err));
+        if (!rc && !quiet) {
+            printf("    constants:");
+            for (int j = 0; j < v.n; j++)
+                printf(" %s %.5g%s%.2g", v.name[j], r.value[j], (r.mask >> j) & 1u ? "+-" : " fixed ",
+                       (r.mask >> j) & 1u ? r.se[j] : 0.0);
+            printf("\n    LM: %d iterations, chi2/dof %.4g over %ld residuals%s%s\n", r.iters, r.chi2_dof,
+                   r.n_resid, v.note ? "; " : "", v.note ? v.note : "");
+        }
+        if (!rc) {
+            cJSON *extra = cJSON_CreateObject();
+            cJSON_AddItemToObject(extra, "device", cJSON_Duplicate(jd, 1));
+            cJSON_AddItemToObject(extra, "validation", metrics_json(&mt));
+            cJSON_AddStringToObject(extra, "data", data);
+            rc = fitted_consts_save(path, desc.model, &v, &r, extra, err, sizeof(err));
+            cJSON_Delete(extra);
+        }
+        surrogate_destroy(&s);
+        if (rc)
+            goto done;
+    }
+    for (int g = 0; g < 2 && is_osc; g++) {
         unsigned which = g ? M_GREYBOX : M_CONSTS;
         if (!(models & which) || patctl_stop)
             continue;

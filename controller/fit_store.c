@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "controller/summary.h"
+#include "controller/surrogates.h"
 #include "devices/device.h"
 #include "patctl/error.h"
 #include "surrogate/fit_npy.h"
@@ -439,8 +440,39 @@ static int all_finite(const float *v, long n)
     return 1;
 }
 
-int fitted_load(const char *path, const struct patctl_device_desc *desc, surrogate **out,
-                char *err, size_t errlen)
+int fitted_consts_save(const char *path, const char *model, const fit_consts_view *v,
+                       const fit_consts_result *r, const cJSON *extra, char *err, size_t errlen)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "format", "patctl-surrogate");
+    cJSON_AddNumberToObject(o, "version", 1);
+    cJSON_AddStringToObject(o, "kind", "physics-consts");
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON *k = cJSON_AddObjectToObject(o, "constants");
+    for (int j = 0; j < v->n; j++) {
+        cJSON *e = cJSON_AddObjectToObject(k, v->name[j]);
+        cJSON_AddNumberToObject(e, "value", r->value[j]);
+        cJSON_AddNumberToObject(e, "se", r->se[j]);
+        cJSON_AddBoolToObject(e, "fitted", (r->mask >> j) & 1u);
+    }
+    if (v->note)
+        cJSON_AddStringToObject(o, "note", v->note);
+    cJSON *f = cJSON_AddObjectToObject(o, "fit");
+    cJSON_AddNumberToObject(f, "chi2", r->chi2);
+    cJSON_AddNumberToObject(f, "dof", r->dof);
+    cJSON_AddNumberToObject(f, "chi2_dof", r->chi2_dof);
+    cJSON_AddNumberToObject(f, "residuals", (double)r->n_resid);
+    cJSON_AddNumberToObject(f, "lm_iterations", r->iters);
+    cJSON_AddNumberToObject(f, "seconds", r->seconds);
+    cJSON_AddStringToObject(f, "jacobian", "central differences in each constant (checked against the exact VJP)");
+    merge_extra(o, extra);
+    int rc = json_write_file(path, o, err, errlen);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int fitted_load(const char *path, const char *name, const struct patctl_device_desc *desc,
+                const char *options, surrogate **out, char *err, size_t errlen)
 {
     *out = NULL;
     cJSON *o = json_read_file(path, err, errlen);
@@ -507,6 +539,42 @@ int fitted_load(const char *path, const struct patctl_device_desc *desc, surroga
         *out = surrogate_osc_fitted_new(&m, D);
         free(D);
         rc = *out ? 0 : PATCTL_ERR_NOMEM;
+    } else if (strcmp(kind->valuestring, "physics-consts") == 0) {
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "constants");
+        if (!cJSON_IsString(model) || !cJSON_IsObject(k)) {
+            snprintf(err, errlen, "%s: expected model and constants", path);
+            goto out;
+        }
+        if (strcmp(model->valuestring, desc->model) != 0) {
+            snprintf(err, errlen, "%s: constants of a '%s' model do not fit device model '%s'", path,
+                     model->valuestring, desc->model);
+            rc = PATCTL_ERR_CONFIG;
+            goto out;
+        }
+        char merr[512] = "";
+        if ((rc = surrogate_make(out, name, desc, options, "nominal", merr, sizeof(merr)))) {
+            snprintf(err, errlen, "%s: %s", path, merr);
+            goto out;
+        }
+        fit_consts_view v;
+        if (fit_consts_view_of(*out, &v)) {
+            snprintf(err, errlen, "%s: the %s surrogate has no fittable constants", path, desc->model);
+            surrogate_destroy(out);
+            rc = PATCTL_ERR_FORMAT;
+            goto out;
+        }
+        for (int j = 0; j < v.n; j++) {
+            double val;
+            if (get_num(cJSON_GetObjectItemCaseSensitive(k, v.name[j]), "value", &val) || !isfinite(val)) {
+                snprintf(err, errlen, "%s: constants.%s.value: expected a finite number", path, v.name[j]);
+                surrogate_destroy(out);
+                rc = PATCTL_ERR_FORMAT;
+                goto out;
+            }
+            *v.ptr[j] = val;
+        }
+        rc = 0;
     } else if (strcmp(kind->valuestring, "mlp") == 0) {
         double nx, nt, no, depth, width;
         const cJSON *skip = cJSON_GetObjectItemCaseSensitive(o, "skip");
@@ -554,7 +622,8 @@ int fitted_load(const char *path, const struct patctl_device_desc *desc, surroga
             rc = 0;
         }
     } else {
-        snprintf(err, errlen, "%s: unknown surrogate kind '%s' (expected oscillators-greybox or mlp)", path,
+        snprintf(err, errlen, "%s: unknown surrogate kind '%s' (expected oscillators-greybox, "
+                 "physics-consts or mlp)", path,
                  kind->valuestring);
     }
 out:

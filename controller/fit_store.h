@@ -15,7 +15,8 @@
  *
  * A fitted surrogate (patctl fit): NAME.json, format "patctl-surrogate" v1,
  * with "kind" "oscillators-greybox" (constants +- SE, and NAME_D.npy float32
- * [N, N], the coupling correction, if fitted) or "mlp" (shape, and
+ * [N, N], the coupling correction, if fitted), "physics-consts" (the model
+ * name and its constants +- SE: SHG, circuit) or "mlp" (shape, and
  * NAME_params.npy / NAME_norm.npy float32 vectors in mlp.h's layout).
  * Array file names in the JSON are relative to the JSON's directory. */
 #ifndef PATCTL_FIT_STORE_H
@@ -25,6 +26,7 @@
 #include <stddef.h>
 
 #include "patctl/device.h"
+#include "surrogate/fit_consts.h"
 #include "surrogate/fit_osc.h"
 #include "surrogate/fit_set.h"
 #include "surrogate/mlp.h"
@@ -56,9 +58,15 @@ int fitted_osc_save(const char *path, const osc_model *m, const float *D, const 
 int fitted_mlp_save(const char *path, const mlp *m, const mlp_train_result *r, const cJSON *extra,
                     char *err, size_t errlen);
 
-/* Load a fitted surrogate file for a device with description desc (its
- * dimensions must match).  *out: caller owns. */
-int fitted_load(const char *path, const struct patctl_device_desc *desc, surrogate **out,
-                char *err, size_t errlen);
+/* Save a constants fit of a physics model (kind "physics-consts": SHG,
+ * circuit): the model name and the constants +- SE. */
+int fitted_consts_save(const char *path, const char *model, const fit_consts_view *v,
+                       const fit_consts_result *r, const cJSON *extra, char *err, size_t errlen);
+
+/* Load a fitted surrogate file for device `name` with description desc
+ * (dimensions and model must match) and driver options `options` (the
+ * geometry of a physics-consts model comes from them).  *out: caller owns. */
+int fitted_load(const char *path, const char *name, const struct patctl_device_desc *desc,
+                const char *options, surrogate **out, char *err, size_t errlen);
 
 #endif

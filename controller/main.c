@@ -24,6 +24,7 @@ static const struct {
     {"train", cmd_train, "train a model (the default: the built-in quickstart); --resume RUN continues one"},
     {"eval", cmd_eval, "evaluate a run's checkpoint on the device: accuracy and confusion matrix"},
     {"export", cmd_export, "write a run's data as .npy or .csv files"},
+    {"report", cmd_report, "figures and report.html of a run, or of runs compared"},
     {"collect", cmd_collect, "measure a device over random inputs and settings (data for fit)"},
     {"fit", cmd_fit, "fit and validate surrogates (grey-box, MLP) on collected data"},
     {"devices", cmd_devices, "list device drivers with parameters and limits, and serial ports"},

@@ -1,77 +1,57 @@
 /* PAT forward with the device and the surrogate overlapped (see overlap.h).
  *
- * The boundary check is deterministic, so this thread applies it to private
- * copies of theta and x and runs the surrogate on them while a helper thread
- * runs device_run (which applies the same check, plus ramps and retries).
- * After both, the copies are compared with what the device was really sent
- * (d->sent_theta, d->sent_x); if they ever differed, the surrogate is run
- * again on the sent values, so the result is always the sequential one. */
+ * One parallel region of the thread team (surrogate/team.h): part 0, on the
+ * calling thread, runs device_run (boundary check, ramps, retries); part 1,
+ * on a team thread, runs the surrogate at theta and x as given.  The boundary
+ * passes values within limits unchanged, so afterwards theta and x are
+ * compared with what the device was really sent (d->sent_theta, d->sent_x);
+ * if they differ (something was clamped), the surrogate is run again on the
+ * sent values, so the result is always the sequential one.  No allocation,
+ * no thread creation per call. */
 #include "controller/overlap.h"
 
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "surrogate/team.h"
 
 int pat_overlap = 1;
 
 typedef struct {
     device *d;
+    surrogate *sur;
     const float *theta, *x;
     int R;
-    float *y;
-    int rc;
-} dev_job;
+    float *y, *ysur;
+    int rc[2];
+} pat_job;
 
-static void *dev_main(void *arg)
+static void pat_part(void *arg, int p, int np)
 {
-    dev_job *j = arg;
-    j->rc = device_run(j->d, j->theta, j->x, j->R, j->y);
-    return NULL;
-}
-
-static int sequential(device *d, surrogate *sur, const float *theta, const float *x, int R, float *y,
-                      float *ysur, int *sf)
-{
-    int rc = device_run(d, theta, x, R, y);
-    if (rc)
-        return rc;
-    rc = surrogate_forward(sur, d->sent_theta, d->sent_x, R, ysur);
-    *sf = rc != 0;
-    return rc;
+    pat_job *j = arg;
+    (void)np;
+    if (p == 0)
+        j->rc[0] = device_run(j->d, j->theta, j->x, j->R, j->y);
+    else
+        j->rc[1] = surrogate_forward(j->sur, j->theta, j->x, j->R, j->ysur);
 }
 
 int pat_forward(device *d, surrogate *sur, const float *theta, const float *x, int R, float *y, float *ysur,
                 int *surrogate_failed)
 {
     *surrogate_failed = 0;
-    if (!pat_overlap || R <= 0)
-        return sequential(d, sur, theta, x, R, y, ysur, surrogate_failed);
-    size_t nx = (size_t)R * (size_t)d->desc.n_in;
-    float *th = malloc(sizeof(float) * ((size_t)d->n_theta + 1)), *xc = malloc(sizeof(float) * nx);
-    if (!th || !xc || boundary_theta(&d->desc, theta, th, d->limits, NULL) ||
-        boundary_inputs(&d->desc, x, xc, R, d->limits, NULL)) {
-        /* no memory, or values the boundary will refuse: no overlap */
-        free(th);
-        free(xc);
-        return sequential(d, sur, theta, x, R, y, ysur, surrogate_failed);
+    int rc;
+    if (pat_overlap && R > 0 && !team_inside() && team_threads() > 1) {
+        pat_job j = {d, sur, theta, x, R, y, ysur, {0, 0}};
+        team_run(pat_part, &j, 2);
+        if (j.rc[0])
+            return j.rc[0];
+        if (j.rc[1] == 0 && memcmp(theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta) == 0 &&
+            memcmp(x, d->sent_x, sizeof(float) * (size_t)R * (size_t)d->desc.n_in) == 0)
+            return 0;
+    } else if ((rc = device_run(d, theta, x, R, y))) {
+        return rc;
     }
-    dev_job j = {d, theta, x, R, y, 0};
-    pthread_t t;
-    if (pthread_create(&t, NULL, dev_main, &j)) {
-        free(th);
-        free(xc);
-        return sequential(d, sur, theta, x, R, y, ysur, surrogate_failed);
-    }
-    int src = surrogate_forward(sur, th, xc, R, ysur);
-    pthread_join(t, NULL);
-    int same = j.rc == 0 && memcmp(th, d->sent_theta, sizeof(float) * (size_t)d->n_theta) == 0 &&
-               memcmp(xc, d->sent_x, sizeof(float) * nx) == 0;
-    free(th);
-    free(xc);
-    if (j.rc)
-        return j.rc;
-    if (!same)
-        src = surrogate_forward(sur, d->sent_theta, d->sent_x, R, ysur);
-    *surrogate_failed = src != 0;
-    return src;
+    rc = surrogate_forward(sur, d->sent_theta, d->sent_x, R, ysur);
+    *surrogate_failed = rc != 0;
+    return rc;
 }

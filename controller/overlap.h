@@ -7,9 +7,10 @@
 #include "devices/device.h"
 #include "surrogate/surrogate.h"
 
-/* 1 (default): the device runs in a helper thread while this thread runs
- * the surrogate; 0: one after the other.  Results are identical either way
- * (tests/test_remote.c checks). */
+/* 1 (default): this thread drives the device while a thread of the team
+ * (surrogate/team.h) runs the surrogate; 0, or a team of one thread: one
+ * after the other.  Results are identical either way (tests/test_remote.c
+ * and tests/test_parallel.c check). */
 extern int pat_overlap;
 
 /* y [R, n_out] = device_run(d, theta, x, R) and ysur = surrogate_forward at

@@ -78,7 +78,7 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
         return PATCTL_ERR_CONFIG;
     }
     char ferr[768] = "";
-    int rc = fitted_load(path, desc, out, ferr, sizeof(ferr));
+    int rc = fitted_load(path, name, desc, options, out, ferr, sizeof(ferr));
     if (rc)
         snprintf(err, errlen, "device %s: surrogate: %s", name, ferr);
     return rc;

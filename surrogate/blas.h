@@ -5,9 +5,18 @@
 #include <stddef.h>
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op = transpose when t* != 0.
- * A is [M,K] (or [K,M] if ta), B is [K,N] (or [N,K] if tb). */
+ * A is [M,K] (or [K,M] if ta), B is [K,N] (or [N,K] if tb).  Large products
+ * are split into 2 or 4 column (or row) blocks, one single-threaded OpenBLAS
+ * call each, run in parallel over the thread team (team.h).  The blocks
+ * depend on the shape only, so the results do not depend on the number of
+ * threads. */
 void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha,
                 const float *A, const float *B, float beta, float *C);
+
+/* One OpenBLAS call on the calling thread, with explicit leading dimensions
+ * (for blocks of larger matrices). */
+void blas_sgemm_serial(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* File name of the shared object that provides cblas_sgemm in this process,
  * e.g. "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0". */
@@ -17,5 +26,7 @@ const char *blas_library(void);
  * bound BLAS is not OpenBLAS. */
 const char *blas_config(void);
 int blas_threads(void);
+/* Set OpenBLAS's thread count (no-op for other BLAS); the thread team sets 1. */
+void blas_set_threads(int n);
 
 #endif

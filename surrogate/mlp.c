@@ -2,6 +2,7 @@
  * See mlp.h for the equations and shapes. */
 #include "surrogate/mlp.h"
 
+#include <gsl/gsl_linalg.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -319,6 +320,61 @@ static void col_stats(const float *v, long rows, long c, const uint8_t *use, flo
     }
 }
 
+/* The linear shortcut by ridge regression on the training rows, in
+ * normalised units: Ws = Z^T X (X^T X + lambda I)^-1 (X = xn, Z = zn, both
+ * centred), bo = 0.  The hidden layers then start on the residual. */
+static int skip_least_squares(mlp *m, const fit_set *d, const uint8_t *use_s)
+{
+    int nx = m->sh.n_x, no = m->sh.n_out;
+    gsl_matrix *A = gsl_matrix_calloc((size_t)nx, (size_t)nx);
+    gsl_matrix *Bm = gsl_matrix_calloc((size_t)nx, (size_t)no);
+    double *xr = malloc(sizeof(double) * (size_t)(nx + no));
+    int rc = PATCTL_ERR_NOMEM;
+    if (!A || !Bm || !xr)
+        goto out;
+    long n = 0;
+    for (long s = 0; s < d->S; s++) {
+        if (!use_s[s])
+            continue;
+        n++;
+        for (int i = 0; i < nx; i++)
+            xr[i] = (d->x[s * nx + i] - m->mx[i]) / m->sx[i];
+        for (int j = 0; j < no; j++)
+            xr[nx + j] = (d->y[s * no + j] - m->my[j]) / m->sy[j];
+        for (int i = 0; i < nx; i++) {
+            double xi = xr[i];
+            double *arow = gsl_matrix_ptr(A, (size_t)i, 0), *brow = gsl_matrix_ptr(Bm, (size_t)i, 0);
+            for (int k = 0; k <= i; k++)
+                arow[k] += xi * xr[k];
+            for (int j = 0; j < no; j++)
+                brow[j] += xi * xr[nx + j];
+        }
+    }
+    for (int i = 0; i < nx; i++) {
+        for (int k = 0; k < i; k++)
+            gsl_matrix_set(A, (size_t)k, (size_t)i, gsl_matrix_get(A, (size_t)i, (size_t)k));
+        *gsl_matrix_ptr(A, (size_t)i, (size_t)i) += 1e-3 * (double)(n ? n : 1);
+    }
+    rc = PATCTL_ERR_NUMERIC;
+    if (gsl_linalg_cholesky_decomp1(A))
+        goto out;
+    gsl_vector_view col;
+    for (int j = 0; j < no; j++) {
+        col = gsl_matrix_column(Bm, (size_t)j);
+        if (gsl_linalg_cholesky_svx(A, &col.vector))
+            goto out;
+        for (int i = 0; i < nx; i++)
+            m->Ws[(long)j * nx + i] = (float)gsl_vector_get(&col.vector, (size_t)i);
+        m->bo[j] = 0.0f;
+    }
+    rc = 0;
+out:
+    gsl_matrix_free(A);
+    gsl_matrix_free(Bm);
+    free(xr);
+    return rc;
+}
+
 /* RMS error in output units over settings of role `which` */
 static int mlp_rms(mlp *m, const fit_set *d, const uint8_t *role, int which, float *ybuf, double *out)
 {
@@ -396,6 +452,11 @@ int mlp_train(mlp **out, const fit_set *d, const uint8_t *role, const mlp_train_
     col_stats(d->x, S, nx, use_s, m->mx, m->sx);
     col_stats(d->y, S, no, use_s, m->my, m->sy);
     col_stats(d->theta, K, nt, use_k, m->mt, m->st);
+    if (m->Ws && skip_least_squares(m, d, use_s)) {
+        snprintf(err, errlen, "MLP: the linear least-squares start failed (singular inputs?)");
+        rc = PATCTL_ERR_NUMERIC;
+        goto out;
+    }
 
     int bs = o->batch_settings > 0 ? o->batch_settings : 1;
     long cap = maxg * bs;

@@ -11,7 +11,8 @@
  * Rows b of a batch use setting grp[b] (grp == NULL: all use row 0), so the
  * theta part of the first layer costs one GEMM per setting, not per row.
  * Trained on collected data (fit_set) by Adam (AdamW decay) on the mean
- * squared error in normalised units, with early stopping on the FIT_VAL
+ * squared error in normalised units, starting from the least-squares linear
+ * shortcut (ridge regression of y on x), with early stopping on the FIT_VAL
  * settings (the best parameters are kept).  mlp_backward is the exact VJP. */
 #ifndef PATCTL_MLP_H
 #define PATCTL_MLP_H

@@ -1,5 +1,22 @@
 /* Coupled nonlinear oscillators: RK4 forward and its exact hand-written VJP.
- * See oscillator.h for the equations. */
+ * See oscillator.h for the equations.
+ *
+ * Performance layout (bench/RESULTS.md has the measurements):
+ *  - one GEMM per RK4 stage over all B rows (a = e + S M, S = sin(w q));
+ *  - each stage is one parallel region of the thread team (team.h): part p
+ *    owns a block of oscillators (columns), computes its columns of the
+ *    stage GEMM (one single-threaded OpenBLAS call) and then every
+ *    elementwise operation of the stage for those columns, including the
+ *    next stage's sin (vectorised, trig.c) -- one barrier per stage;
+ *  - the VJP's dL/dM = sum_stages S^T GA as one stacked GEMM;
+ *  - no allocation in forward/backward once a tape exists.
+ * The column blocks depend only on the team size, so results are
+ * reproducible for a given PATCTL_THREADS.
+ * The arithmetic is the same, operation by operation, as the straightforward
+ * implementation kept in tests/osc_ref.c: with exact_trig = 1 (libm sinf and
+ * cosf) and one thread the results are bitwise identical to it; by default
+ * the sin/cos evaluations differ (below 1e-7 absolute each, see trig.h) and,
+ * with more threads, the rounding inside OpenBLAS's column blocks. */
 #include "surrogate/oscillator.h"
 
 #include <math.h>
@@ -8,6 +25,10 @@
 
 #include "patctl/error.h"
 #include "surrogate/blas.h"
+#include "surrogate/team.h"
+#include "surrogate/trig.h"
+
+enum { N_WORK = 10 };
 
 struct osc_tape {
     int n, cap, steps;
@@ -21,7 +42,7 @@ struct osc_tape {
     float *GA;          /* [4*steps, cap, N] gradient of the stage accelerations */
     float *x0;          /* [cap, N] input x as given */
     float *qT;          /* [cap, N] final q (before the output map) */
-    float *w[12];       /* [cap, N] work vectors */
+    float *w[N_WORK];   /* [cap, N] work vectors */
 };
 
 osc_model osc_model_nominal(int n)
@@ -31,6 +52,7 @@ osc_model osc_model_nominal(int n)
         .k = {.eta = 0.0f, .coupling_gain = 1.0f, .in_gain = 1.0f,
               .in_offset = 0.0f, .out_gain = 1.0f, .out_offset = 0.0f},
         .q_noise = NULL,
+        .exact_trig = 0,
     };
     return m;
 }
@@ -43,7 +65,7 @@ osc_tape *osc_tape_alloc(int n, int cap, int steps)
     if (!t)
         return NULL;
     size_t nn = (size_t)n * n, row = (size_t)cap * n, st = (size_t)4 * steps;
-    size_t total = 3 * nn + 3 * st * row + 2 * row + 12 * row;
+    size_t total = 3 * nn + 3 * st * row + 2 * row + N_WORK * row;
     t->block = malloc(total * sizeof(float));
     if (!t->block) {
         free(t);
@@ -59,7 +81,7 @@ osc_tape *osc_tape_alloc(int n, int cap, int steps)
     t->GA = p, p += st * row;
     t->x0 = p, p += row;
     t->qT = p, p += row;
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < N_WORK; i++)
         t->w[i] = p, p += row;
     return t;
 }
@@ -74,58 +96,269 @@ void osc_tape_free(osc_tape *t)
 
 int osc_tape_capacity(const osc_tape *t) { return t ? t->cap : 0; }
 
-void osc_laplacian_sym(float *out, const float *A, int n)
+enum { TILE = 64 };     /* square tiles for transposed access */
+enum { ALIGN = 16 };    /* column blocks start at multiples of this */
+#define PAR_MIN_FLOPS 2e6  /* a stage GEMM below this stays one block */
+
+/* Parts for a region whose per-element results do not depend on how it is
+ * split (transposes, sums along one index): as many as the team has. */
+static int parts_for(double flops, int n)
 {
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            out[(long)i * n + j] = 0.5f * (A[(long)i * n + j] + A[(long)j * n + i]);
-    for (int j = 0; j < n; j++) {
-        double s = 0.0;
-        for (int i = 0; i < n; i++)
-            if (i != j)
-                s += out[(long)i * n + j];
-        out[(long)j * n + j] = (float)-s;
+    if (flops < PAR_MIN_FLOPS || team_inside())
+        return 1;
+    int t = team_threads();
+    int by_cols = n / (2 * ALIGN); /* at least two aligned blocks per part */
+    return t < by_cols ? t : by_cols < 1 ? 1 : by_cols;
+}
+
+/* The blocks of an RK4 stage: row blocks x column blocks of the [B, N]
+ * state, each one OpenBLAS call plus the elementwise work on its values.
+ * OpenBLAS rounds differently for different call shapes, so the blocks are
+ * fixed by the shape alone -- never by the number of threads or by whether
+ * the stage runs inside another parallel region -- and the results are the
+ * same with any PATCTL_THREADS, in-process or behind a server.  Block counts
+ * are divisors of 12 so that 1, 2, 3, 4 or 6 threads share them evenly. */
+typedef struct {
+    int nrb, ncb;   /* row and column blocks */
+} blocks;
+
+static int round_down_12(int k)
+{
+    static const int ok[] = {12, 6, 4, 3, 2, 1};
+    for (int i = 0; i < 6; i++)
+        if (k >= ok[i])
+            return ok[i];
+    return 1;
+}
+
+static blocks stage_blocks(int B, int n)
+{
+    blocks b = {1, 1};
+    if (2.0 * B * (double)n * n < PAR_MIN_FLOPS)
+        return b;
+    b.ncb = round_down_12(n / 128);             /* >= 128 columns each */
+    b.nrb = B >= 512 ? 4 : B >= 256 ? 2 : 1;    /* >= 128 rows each */
+    return b;
+}
+
+int osc_stage_blocks(int B, int n)
+{
+    blocks b = stage_blocks(B, n);
+    return b.nrb * b.ncb;
+}
+
+/* Rows [*r0, *r1) and columns [*c0, *c1) of part p. */
+static void block_of(blocks bl, int B, int n, int p, int *r0, int *r1, int *c0, int *c1)
+{
+    team_split(B, bl.nrb, 1, p / bl.ncb, r0, r1);
+    team_split(n, bl.ncb, ALIGN, p % bl.ncb, c0, c1);
+}
+
+/* L = L(sym(A)) and, when M != NULL, M = g L + Qn - I, row block by row
+ * block: part p owns rows [lo, hi).  L may equal M (then only M is kept);
+ * neither may overlap A. */
+typedef struct {
+    const float *A;
+    float *L, *M;
+    const osc_model *m;   /* for M */
+    int n;
+} lap_job;
+
+static void lap_part(void *arg, int p, int np)
+{
+    const lap_job *j = arg;
+    int n = j->n, lo, hi;
+    team_split(n, np, TILE, p, &lo, &hi);
+    const float *A = j->A;
+    float *L = j->L;
+    float bt[TILE * TILE]; /* the transposed tile A[c, i] at [i - i0][c - j0] */
+    for (int i0 = lo; i0 < hi; i0 += TILE) {
+        int i1 = i0 + TILE < hi ? i0 + TILE : hi;
+        /* symmetric part: out[i,c] = (A[i,c] + A[c,i]) / 2 */
+        for (int j0 = 0; j0 < n; j0 += TILE) {
+            int j1 = j0 + TILE < n ? j0 + TILE : n;
+            for (int c = j0; c < j1; c++) {
+                const float *ar = A + (long)c * n;
+                for (int i = i0; i < i1; i++)
+                    bt[(i - i0) * TILE + (c - j0)] = ar[i];
+            }
+            for (int i = i0; i < i1; i++) {
+                const float *restrict a = A + (long)i * n + j0;
+                const float *restrict b = bt + (i - i0) * TILE;
+                float *restrict o = L + (long)i * n + j0;
+                for (int c = 0; c < j1 - j0; c++)
+                    o[c] = 0.5f * (a[c] + b[c]);
+            }
+        }
+        /* diagonal = -(off-diagonal column sum) = -(off-diagonal row sum):
+         * the symmetric part is exactly symmetric, and the row is summed in
+         * double in the same index order as the reference sums the column;
+         * eight rows at a time (independent sums) */
+        for (int r0 = i0; r0 < i1; r0 += 8) {
+            int nr = i1 - r0 < 8 ? i1 - r0 : 8;
+            double acc[8] = {0};
+            for (int c = 0; c < n; c++)
+                for (int r = 0; r < nr; r++)
+                    acc[r] += c != r0 + r ? (double)L[(long)(r0 + r) * n + c] : 0.0;
+            for (int r = 0; r < nr; r++)
+                L[(long)(r0 + r) * n + r0 + r] = (float)-acc[r];
+        }
+        if (!j->M)
+            continue;
+        /* M = g L + Qn - I on these rows */
+        float g = j->m->k.coupling_gain;
+        const float *qn = j->m->q_noise;
+        for (int i = i0; i < i1; i++) {
+            const float *restrict l = L + (long)i * n;
+            float *restrict mr = j->M + (long)i * n;
+            if (l == mr) {
+                for (int c = 0; c < n; c++)
+                    mr[c] = g * mr[c];
+            } else {
+                for (int c = 0; c < n; c++)
+                    mr[c] = g * l[c];
+            }
+            if (qn)
+                for (int c = 0; c < n; c++)
+                    mr[c] += qn[(long)i * n + c];
+            mr[i] -= 1.0f;
+        }
     }
 }
 
-/* M = g L + Qn - I from L = L(sym(C)) */
-static void coupling_from_l(float *M, const osc_model *m, const float *L)
+static void laplacian(float *L, float *M, const osc_model *m, const float *A, int n)
 {
-    int n = m->n;
-    long nn = (long)n * n;
-    float g = m->k.coupling_gain;
-    for (long i = 0; i < nn; i++)
-        M[i] = g * L[i];
-    if (m->q_noise)
-        for (long i = 0; i < nn; i++)
-            M[i] += m->q_noise[i];
-    for (int i = 0; i < n; i++)
-        M[(long)i * n + i] -= 1.0f;
+    lap_job j = {A, L, M, m, n};
+    team_run(lap_part, &j, parts_for(8.0 * n * (double)n, n));
 }
 
-void osc_coupling(float *M, const osc_model *m, const float *C)
+void osc_laplacian_sym(float *out, const float *A, int n) { laplacian(out, NULL, NULL, A, n); }
+
+void osc_coupling(float *M, const osc_model *m, const float *C) { laplacian(M, M, m, C, m->n); }
+
+/* out[len] = sin(w x) or cos(w x): vectorised, or libm (reference mode) */
+static void sin_w(const osc_model *m, float *out, const float *x, float w, long len)
 {
-    osc_laplacian_sym(M, C, m->n);
-    coupling_from_l(M, m, M);
+    if (m->exact_trig)
+        for (long i = 0; i < len; i++)
+            out[i] = sinf(w * x[i]);
+    else
+        trig_sin_scaled(out, x, w, len);
 }
 
-/* a[B,N] = S M + e, S = sin(w q) stored into S */
-static void accel(float *a, float *S, const float *q, const float *M,
-                  const float *e, float w, int B, int n)
+static void cos_w(const osc_model *m, float *out, const float *x, float w, long len)
 {
-    long len = (long)B * n;
-    for (long i = 0; i < len; i++)
-        S[i] = sinf(w * q[i]);
-    for (int b = 0; b < B; b++)
-        memcpy(a + (long)b * n, e, sizeof(float) * (size_t)n);
-    blas_sgemm(0, 0, B, n, n, 1.0f, S, M, 1.0f, a);
+    if (m->exact_trig)
+        for (long i = 0; i < len; i++)
+            out[i] = cosf(w * x[i]);
+    else
+        trig_cos_scaled(out, x, w, len);
 }
 
-/* dst = src + c * v */
-static void axpy3(float *dst, const float *src, float c, const float *v, long len)
+/* Forward stage updates after the acceleration a of stage k (0..3) is known,
+ * on len values.  q, p: the state at the start of the step; sq, sp: running
+ * sums of the k_q and k_p; ps: the p of the current stage; qn receives the q
+ * of the next stage (stages 0..2) or, at stage 3, q and p advance in place.
+ * Operation for operation the same as tests/osc_ref.c. */
+static void stage_update(int k, float h, long len, float *restrict q, float *restrict p,
+                         float *restrict sq, float *restrict sp, float *restrict ps,
+                         const float *restrict a, float *restrict qn)
 {
-    for (long i = 0; i < len; i++)
-        dst[i] = src[i] + c * v[i];
+    float hh = 0.5f * h, h6 = h / 6.0f;
+    switch (k) {
+    case 0:
+        for (long i = 0; i < len; i++) {
+            sq[i] = p[i];
+            sp[i] = a[i];
+            qn[i] = q[i] + hh * p[i];
+            ps[i] = p[i] + hh * a[i];
+        }
+        break;
+    case 1:
+    case 2: {
+        float c = k == 1 ? hh : h;
+        for (long i = 0; i < len; i++) {
+            sq[i] += 2.0f * ps[i];
+            sp[i] += 2.0f * a[i];
+            qn[i] = q[i] + c * ps[i];
+            ps[i] = p[i] + c * a[i];
+        }
+        break;
+    }
+    default:
+        for (long i = 0; i < len; i++) {
+            sq[i] += ps[i];
+            sp[i] += a[i];
+            q[i] += h6 * sq[i];
+            p[i] += h6 * sp[i];
+        }
+        break;
+    }
+}
+
+/* One forward region: the input map (k < 0) or stage k of step s. */
+typedef struct {
+    const osc_model *m;
+    osc_tape *t;
+    const float *e, *x, *noise;
+    int B, s, k;
+    float h, w;
+    blocks bl;
+} fwd_job;
+
+static void fwd_part(void *arg, int p, int np)
+{
+    const fwd_job *j = arg;
+    const osc_model *m = j->m;
+    osc_tape *t = j->t;
+    int n = m->n, r0, r1, lo, hi;
+    (void)np;
+    block_of(j->bl, j->B, n, p, &r0, &r1, &lo, &hi);
+    long width = hi - lo, row = (long)t->cap * n;
+    if (width <= 0 || r1 <= r0)
+        return;
+    float *q = t->w[0], *pp = t->w[1], *ps = t->w[3];
+    float *a = t->w[4], *sq = t->w[5], *sp = t->w[6];
+    float *S0 = t->S + (long)(4 * j->s) * row, *Q0 = t->Qs + (long)(4 * j->s) * row;
+    if (j->k < 0) {
+        /* q(0) = a_in x + b_in + noise, p(0) = 0; stage 1 of step 0 */
+        float ig = m->k.in_gain, io = m->k.in_offset;
+        for (int b = r0; b < r1; b++) {
+            long o = (long)b * n + lo;
+            if (j->noise)
+                for (long i = o; i < o + width; i++)
+                    q[i] = ig * j->x[i] + io + j->noise[i];
+            else
+                for (long i = o; i < o + width; i++)
+                    q[i] = ig * j->x[i] + io + 0.0f;
+            memset(pp + o, 0, sizeof(float) * (size_t)width);
+            memcpy(t->x0 + o, j->x + o, sizeof(float) * (size_t)width);
+            memcpy(Q0 + o, q + o, sizeof(float) * (size_t)width);
+            sin_w(m, S0 + o, Q0 + o, j->w, width);
+        }
+        return;
+    }
+    int k = j->k;
+    float *Sk = S0 + k * row, *Qk = Q0 + k * row;
+    /* a[r0:r1, lo:hi] = e + S_k[r0:r1, :] M[:, lo:hi]  (the GEMM adds to
+     * the broadcast e) */
+    for (int b = r0; b < r1; b++)
+        memcpy(a + (long)b * n + lo, j->e + lo, sizeof(float) * (size_t)width);
+    blas_sgemm_serial(0, 0, r1 - r0, (int)width, n, 1.0f, Sk + (long)r0 * n, n, t->M + lo, n, 1.0f,
+                      a + (long)r0 * n + lo, n);
+    int last = j->s + 1 == m->steps;
+    for (int b = r0; b < r1; b++) {
+        long o = (long)b * n + lo;
+        stage_update(k, j->h, width, q + o, pp + o, sq + o, sp + o, ps + o, a + o,
+                     k < 3 ? Qk + row + o : NULL);
+        if (k < 3) {
+            sin_w(m, Sk + row + o, Qk + row + o, j->w, width);
+        } else if (!last) {
+            /* stage 1 of the next step */
+            memcpy(Q0 + 4 * row + o, q + o, sizeof(float) * (size_t)width);
+            sin_w(m, S0 + 4 * row + o, q + o, j->w, width);
+        }
+    }
 }
 
 int osc_forward(const osc_model *m, const float *C, const float *e,
@@ -144,82 +377,211 @@ int osc_forward(const osc_model *m, const float *C, const float *e,
         if (!tape)
             return PATCTL_ERR_NOMEM;
     }
-    long len = (long)B * n, row = (long)tape->cap * n;
-    float h = m->t_end / (float)m->steps, w = 1.0f + m->k.eta;
-    float *q = tape->w[0], *p = tape->w[1], *qs = tape->w[2], *ps = tape->w[3];
-    float *a = tape->w[4], *sq = tape->w[5], *sp = tape->w[6];
+    long len = (long)B * n;
+    fwd_job j = {.m = m, .t = tape, .e = e, .x = x, .noise = noise, .B = B, .s = 0, .k = -1,
+                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .bl = stage_blocks(B, n)};
+    int np = j.bl.nrb * j.bl.ncb;
 
-    osc_laplacian_sym(tape->L, C, n);
-    coupling_from_l(tape->M, m, tape->L);
-    memcpy(tape->x0, x, sizeof(float) * (size_t)len);
-    for (long i = 0; i < len; i++)
-        q[i] = m->k.in_gain * x[i] + m->k.in_offset + (noise ? noise[i] : 0.0f);
-    memset(p, 0, sizeof(float) * (size_t)len);
+    laplacian(tape->L, tape->M, m, C, n);
+    team_run(fwd_part, &j, np);
+    for (j.s = 0; j.s < m->steps; j.s++)
+        for (j.k = 0; j.k < 4; j.k++)
+            team_run(fwd_part, &j, np);
 
-    for (int s = 0; s < m->steps; s++) {
-        float *S0 = tape->S + (long)(4 * s) * row, *Q0 = tape->Qs + (long)(4 * s) * row;
-        /* stage 1: (q, p) */
-        memcpy(Q0, q, sizeof(float) * (size_t)len);
-        accel(a, S0, q, tape->M, e, w, B, n);
-        for (long i = 0; i < len; i++) {
-            sq[i] = p[i];            /* running sum of k_q */
-            sp[i] = a[i];            /* running sum of k_p */
-        }
-        axpy3(qs, q, 0.5f * h, p, len);
-        axpy3(ps, p, 0.5f * h, a, len);
-        /* stage 2 */
-        memcpy(Q0 + row, qs, sizeof(float) * (size_t)len);
-        accel(a, S0 + row, qs, tape->M, e, w, B, n);
-        for (long i = 0; i < len; i++) {
-            sq[i] += 2.0f * ps[i];
-            sp[i] += 2.0f * a[i];
-        }
-        axpy3(qs, q, 0.5f * h, ps, len);
-        axpy3(ps, p, 0.5f * h, a, len);
-        /* stage 3 */
-        memcpy(Q0 + 2 * row, qs, sizeof(float) * (size_t)len);
-        accel(a, S0 + 2 * row, qs, tape->M, e, w, B, n);
-        for (long i = 0; i < len; i++) {
-            sq[i] += 2.0f * ps[i];
-            sp[i] += 2.0f * a[i];
-        }
-        axpy3(qs, q, h, ps, len);
-        axpy3(ps, p, h, a, len);
-        /* stage 4 */
-        memcpy(Q0 + 3 * row, qs, sizeof(float) * (size_t)len);
-        accel(a, S0 + 3 * row, qs, tape->M, e, w, B, n);
-        for (long i = 0; i < len; i++) {
-            sq[i] += ps[i];
-            sp[i] += a[i];
-        }
-        for (long i = 0; i < len; i++) {
-            q[i] += (h / 6.0f) * sq[i];
-            p[i] += (h / 6.0f) * sp[i];
-        }
-    }
+    const float *q = tape->w[0];
     memcpy(tape->qT, q, sizeof(float) * (size_t)len);
+    float og = m->k.out_gain, oo = m->k.out_offset;
     for (long i = 0; i < len; i++)
-        y[i] = m->k.out_gain * q[i] + m->k.out_offset;
+        y[i] = og * q[i] + oo;
     tape->B = B;
     osc_tape_free(own);
     return PATCTL_OK;
 }
 
-/* Backprop through a = S M + e at one stage: ga given; returns gq (+= into
- * gq_acc scaled copy in gqs), and accumulates d eta. */
-static void accel_backward(float *gqs, double *geta, const float *ga,
-                           const float *Qst, const float *M, float w, float *gS,
-                           int B, int n)
+enum { MAX_PARTS = 64 };
+
+/* One backward region: stage k (3..0) of step s, or (k = 4) the output map
+ * and the start of the last step. */
+typedef struct {
+    const osc_model *m;
+    osc_tape *t;
+    const float *gy;
+    int B, s, k;
+    float h, w;
+    int want_eta;
+    blocks bl;
+    double geta[MAX_PARTS];     /* per-part sums, added in part order */
+} bwd_job;
+
+/* The start of step s's backward on [lo, hi) of every row:
+ * ga_k and gp_k from the gradients gq, gp at the end of the step. */
+static void bwd_step_begin(const bwd_job *j, int s, long o, long width)
 {
-    long len = (long)B * n;
-    blas_sgemm(0, 0, B, n, n, 1.0f, ga, M, 0.0f, gS); /* M symmetric */
-    double acc = 0.0;
-    for (long i = 0; i < len; i++) {
-        float c = cosf(w * Qst[i]);
-        gqs[i] = gS[i] * w * c;
-        acc += (double)gS[i] * Qst[i] * c;
+    osc_tape *t = j->t;
+    long row = (long)t->cap * j->m->n;
+    float h = j->h, h6 = h / 6.0f, h3 = h / 3.0f;
+    float *GA = t->GA + (long)(4 * s) * row;
+    float *restrict gq = t->w[0] + o, *restrict gp = t->w[1] + o;
+    float *restrict gp1 = t->w[4] + o, *restrict gp2 = t->w[5] + o, *restrict gp3 = t->w[6] + o;
+    float *restrict ga1 = GA + o, *restrict ga2 = GA + row + o, *restrict ga3 = GA + 2 * row + o,
+          *restrict ga4 = GA + 3 * row + o;
+    for (long i = 0; i < width; i++) {
+        float gQ = gq[i], gP = gp[i];
+        ga1[i] = h6 * gP;
+        ga2[i] = h3 * gP;
+        ga3[i] = h3 * gP;
+        ga4[i] = h6 * gP;
+        float gp4 = h6 * gQ;
+        gp1[i] = h6 * gQ;
+        gp2[i] = h3 * gQ;
+        gp3[i] = h3 * gQ;
+        /* p4 = p + h a3 */
+        gp[i] += gp4;
+        ga3[i] += h * gp4;
     }
-    *geta += acc;
+}
+
+static void bwd_part(void *arg, int p, int np)
+{
+    bwd_job *j = arg;
+    const osc_model *m = j->m;
+    osc_tape *t = j->t;
+    int n = m->n, r0, r1, lo, hi, s = j->s, k = j->k;
+    (void)np;
+    block_of(j->bl, j->B, n, p, &r0, &r1, &lo, &hi);
+    long width = hi - lo, row = (long)t->cap * n;
+    j->geta[p] = 0.0;
+    if (width <= 0 || r1 <= r0)
+        return;
+    float h = j->h, hh = 0.5f * h, w = j->w;
+    if (k == 4) {
+        float og = m->k.out_gain;
+        for (int b = r0; b < r1; b++) {
+            long o = (long)b * n + lo;
+            for (long i = o; i < o + width; i++)
+                t->w[0][i] = og * j->gy[i];
+            memset(t->w[1] + o, 0, sizeof(float) * (size_t)width);
+            bwd_step_begin(j, s, o, width);
+        }
+        return;
+    }
+    float *GA = t->GA + (long)(4 * s) * row;
+    const float *Qk = t->Qs + (long)(4 * s + k) * row;
+    float *gS = t->w[2], *c = t->w[3];
+    /* gS[r0:r1, lo:hi] = ga_k[r0:r1, :] M[:, lo:hi]  (M symmetric) */
+    blas_sgemm_serial(0, 0, r1 - r0, (int)width, n, 1.0f, GA + k * row + (long)r0 * n, n, t->M + lo, n,
+                      0.0f, gS + (long)r0 * n + lo, n);
+    double acc = 0.0;
+    for (int b = r0; b < r1; b++) {
+        long o = (long)b * n + lo;
+        cos_w(m, c + o, Qk + o, w, width);
+        if (j->want_eta)
+            for (long i = o; i < o + width; i++)
+                acc += (double)gS[i] * Qk[i] * c[i];
+        float *restrict gq = t->w[0] + o, *restrict gp = t->w[1] + o;
+        const float *restrict gSr = gS + o, *restrict cr = c + o;
+        float *restrict gp1 = t->w[4] + o, *restrict gp2 = t->w[5] + o, *restrict gp3 = t->w[6] + o;
+        float *restrict ga1 = GA + o, *restrict ga2 = GA + row + o;
+        switch (k) {
+        case 3: /* a4 = a(q4), q4 = q + h p3;  p3 = p + h/2 a2 */
+            for (long i = 0; i < width; i++) {
+                float gqs = gSr[i] * w * cr[i];
+                gq[i] += gqs;
+                gp3[i] += h * gqs;
+                gp[i] += gp3[i];
+                ga2[i] += hh * gp3[i];
+            }
+            break;
+        case 2: /* a3 = a(q3), q3 = q + h/2 p2;  p2 = p + h/2 a1 */
+            for (long i = 0; i < width; i++) {
+                float gqs = gSr[i] * w * cr[i];
+                gq[i] += gqs;
+                gp2[i] += hh * gqs;
+                gp[i] += gp2[i];
+                ga1[i] += hh * gp2[i];
+            }
+            break;
+        case 1: /* a2 = a(q2), q2 = q + h/2 p1;  p1 = p */
+            for (long i = 0; i < width; i++) {
+                float gqs = gSr[i] * w * cr[i];
+                gq[i] += gqs;
+                gp1[i] += hh * gqs;
+                gp[i] += gp1[i];
+            }
+            break;
+        default: /* a1 = a(q) */
+            for (long i = 0; i < width; i++)
+                gq[i] += gSr[i] * w * cr[i];
+            if (s > 0)
+                bwd_step_begin(j, s - 1, o, width);
+            break;
+        }
+    }
+    j->geta[p] = acc;
+}
+
+typedef struct {
+    const osc_model *m;
+    osc_tape *t;
+    int B;
+    float *gC, *ge;
+} grad_job;
+
+/* ge[lo:hi] += sum over stages (forward order) and rows of GA */
+static void ge_part(void *arg, int p, int np)
+{
+    const grad_job *j = arg;
+    int n = j->m->n, lo, hi;
+    team_split(n, np, ALIGN, p, &lo, &hi);
+    long row = (long)j->t->cap * n;
+    int ns = 4 * j->m->steps;
+    for (int st = 0; st < ns; st++) {
+        const float *ga = j->t->GA + (long)st * row;
+        for (int b = 0; b < j->B; b++) {
+            const float *restrict gr = ga + (long)b * n;
+            float *restrict ger = j->ge;
+            for (int c = lo; c < hi; c++)
+                ger[c] += gr[c];
+        }
+    }
+}
+
+/* gC rows [lo,hi): M = g L(sym(C)) + ... gives
+ * dC_ij = g/2 (G_ij + G_ji - G_ii - G_jj)  (i != j), tile by tile with the
+ * transposed tile of G copied first so that every loop runs along rows */
+static void gc_part(void *arg, int p, int np)
+{
+    const grad_job *j = arg;
+    int n = j->m->n, lo, hi;
+    team_split(n, np, TILE, p, &lo, &hi);
+    float hg = 0.5f * j->m->k.coupling_gain;
+    const float *G = j->t->G;
+    float *gC = j->gC;
+    float bt[TILE * TILE], dj[TILE];
+    for (int i0 = lo; i0 < hi; i0 += TILE) {
+        int i1 = i0 + TILE < hi ? i0 + TILE : hi;
+        for (int j0 = 0; j0 < n; j0 += TILE) {
+            int j1 = j0 + TILE < n ? j0 + TILE : n, w = j1 - j0;
+            for (int c = j0; c < j1; c++) {
+                const float *gr = G + (long)c * n;
+                dj[c - j0] = gr[c];
+                for (int i = i0; i < i1; i++)
+                    bt[(i - i0) * TILE + (c - j0)] = gr[i];
+            }
+            for (int i = i0; i < i1; i++) {
+                float gii = G[(long)i * n + i];
+                float *restrict o = gC + (long)i * n + j0;
+                const float *restrict a = G + (long)i * n + j0;
+                const float *restrict b = bt + (i - i0) * TILE;
+                int diag = i >= j0 && i < j1;
+                float keep = diag ? o[i - j0] : 0.0f;
+                for (int c = 0; c < w; c++)
+                    o[c] += hg * (a[c] + b[c] - gii - dj[c]);
+                if (diag)
+                    o[i - j0] = keep; /* no diagonal term */
+            }
+        }
+    }
 }
 
 int osc_backward(const osc_model *m, osc_tape *t, const float *gy,
@@ -229,115 +591,46 @@ int osc_backward(const osc_model *m, osc_tape *t, const float *gy,
     if (B <= 0 || t->n != n || t->steps != m->steps)
         return PATCTL_ERR_STATE;
     long len = (long)B * n, row = (long)t->cap * n;
-    float h = m->t_end / (float)m->steps, w = 1.0f + m->k.eta;
-    float *gq = t->w[0], *gp = t->w[1], *gS = t->w[2], *gqs = t->w[3];
-    float *gp1 = t->w[4], *gp2 = t->w[5], *gp3 = t->w[6], *gp4 = t->w[7];
+    bwd_job j = {.m = m, .t = t, .gy = gy, .B = B, .s = m->steps - 1, .k = 4,
+                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .want_eta = gk != NULL,
+                 .bl = stage_blocks(B, n)};
+    int np = j.bl.nrb * j.bl.ncb;
+    const float *gq = t->w[0];
     double geta = 0.0;
 
-    /* output map */
-    double g_og = 0.0, g_oo = 0.0;
-    for (long i = 0; i < len; i++) {
-        gq[i] = m->k.out_gain * gy[i];
-        g_og += (double)gy[i] * t->qT[i];
-        g_oo += gy[i];
-    }
-    memset(gp, 0, sizeof(float) * (size_t)len);
-
-    for (int s = m->steps - 1; s >= 0; s--) {
-        float *GA = t->GA + (long)(4 * s) * row;
-        const float *Q0 = t->Qs + (long)(4 * s) * row;
-        float *ga1 = GA, *ga2 = GA + row, *ga3 = GA + 2 * row, *ga4 = GA + 3 * row;
-        for (long i = 0; i < len; i++) {
-            float gQ = gq[i], gP = gp[i];
-            ga1[i] = (h / 6.0f) * gP;
-            ga2[i] = (h / 3.0f) * gP;
-            ga3[i] = (h / 3.0f) * gP;
-            ga4[i] = (h / 6.0f) * gP;
-            gp1[i] = (h / 6.0f) * gQ;
-            gp2[i] = (h / 3.0f) * gQ;
-            gp3[i] = (h / 3.0f) * gQ;
-            gp4[i] = (h / 6.0f) * gQ;
-            /* p4 = p + h a3 */
-            gp[i] += gp4[i];
-            ga3[i] += h * gp4[i];
+    /* output map (and the start of the last step) */
+    team_run(bwd_part, &j, np);
+    for (j.s = m->steps - 1; j.s >= 0; j.s--)
+        for (j.k = 3; j.k >= 0; j.k--) {
+            team_run(bwd_part, &j, np);
+            for (int p = 0; p < np; p++)
+                geta += j.geta[p];
         }
-        /* a4 = a(q4), q4 = q + h p3 */
-        accel_backward(gqs, &geta, ga4, Q0 + 3 * row, t->M, w, gS, B, n);
-        for (long i = 0; i < len; i++) {
-            gq[i] += gqs[i];
-            gp3[i] += h * gqs[i];
-            /* p3 = p + h/2 a2 */
-            gp[i] += gp3[i];
-            ga2[i] += 0.5f * h * gp3[i];
-        }
-        /* a3 = a(q3), q3 = q + h/2 p2 */
-        accel_backward(gqs, &geta, ga3, Q0 + 2 * row, t->M, w, gS, B, n);
-        for (long i = 0; i < len; i++) {
-            gq[i] += gqs[i];
-            gp2[i] += 0.5f * h * gqs[i];
-            /* p2 = p + h/2 a1 */
-            gp[i] += gp2[i];
-            ga1[i] += 0.5f * h * gp2[i];
-        }
-        /* a2 = a(q2), q2 = q + h/2 p1 */
-        accel_backward(gqs, &geta, ga2, Q0 + row, t->M, w, gS, B, n);
-        for (long i = 0; i < len; i++) {
-            gq[i] += gqs[i];
-            gp1[i] += 0.5f * h * gqs[i];
-            /* p1 = p */
-            gp[i] += gp1[i];
-        }
-        /* a1 = a(q) */
-        accel_backward(gqs, &geta, ga1, Q0, t->M, w, gS, B, n);
-        for (long i = 0; i < len; i++)
-            gq[i] += gqs[i];
-    }
 
     /* input map: q0 = a_in x + b_in + noise */
-    double g_ig = 0.0, g_io = 0.0;
-    for (long i = 0; i < len; i++) {
-        g_ig += (double)gq[i] * t->x0[i];
-        g_io += gq[i];
-        if (gx)
-            gx[i] += m->k.in_gain * gq[i];
+    if (gx) {
+        float ig = m->k.in_gain;
+        for (long i = 0; i < len; i++)
+            gx[i] += ig * gq[i];
     }
 
-    /* e: every stage acceleration has +e */
-    if (ge) {
-        int ns = 4 * m->steps;
-        for (int st = 0; st < ns; st++) {
-            const float *ga = t->GA + (long)st * row;
-            for (int b = 0; b < B; b++)
-                for (int j = 0; j < n; j++)
-                    ge[j] += ga[(long)b * n + j];
-        }
-    }
+    grad_job gj = {m, t, B, gC, ge};
+    if (ge)
+        team_run(ge_part, &gj, parts_for(2.0 * B * (double)n * n, n));
 
-    /* M: dL/dM = sum over stages S^T ga, one GEMM per stage over the tape */
+    /* M: dL/dM = sum over stages S^T ga, one GEMM over the whole tape */
     if (gC || gk) {
-        memset(t->G, 0, sizeof(float) * (size_t)n * n);
         int ns = 4 * m->steps;
         if (B == t->cap) {
             blas_sgemm(1, 0, n, n, ns * B, 1.0f, t->S, t->GA, 0.0f, t->G);
         } else {
+            memset(t->G, 0, sizeof(float) * (size_t)n * n);
             for (int st = 0; st < ns; st++)
                 blas_sgemm(1, 0, n, n, B, 1.0f, t->S + (long)st * row,
                            t->GA + (long)st * row, 1.0f, t->G);
         }
-        float g = m->k.coupling_gain;
-        if (gC) {
-            /* M = g L(sym(C)) + ...:  dC_ij = g/2 (G_ij + G_ji - G_ii - G_jj) */
-            for (int i = 0; i < n; i++) {
-                float gii = t->G[(long)i * n + i];
-                for (int j = 0; j < n; j++) {
-                    if (i == j)
-                        continue;
-                    gC[(long)i * n + j] += 0.5f * g *
-                        (t->G[(long)i * n + j] + t->G[(long)j * n + i] - gii -
-                         t->G[(long)j * n + j]);
-                }
-            }
-        }
+        if (gC)
+            team_run(gc_part, &gj, parts_for(8.0 * n * (double)n, n));
         if (gk) {
             /* dM/dg = L(sym(C)) */
             double acc = 0.0;
@@ -348,6 +641,15 @@ int osc_backward(const osc_model *m, osc_tape *t, const float *gy,
         }
     }
     if (gk) {
+        double g_og = 0.0, g_oo = 0.0, g_ig = 0.0, g_io = 0.0;
+        for (long i = 0; i < len; i++) {
+            g_og += (double)gy[i] * t->qT[i];
+            g_oo += gy[i];
+        }
+        for (long i = 0; i < len; i++) {
+            g_ig += (double)gq[i] * t->x0[i];
+            g_io += gq[i];
+        }
         gk->eta += (float)geta;
         gk->in_gain += (float)g_ig;
         gk->in_offset += (float)g_io;

@@ -35,6 +35,9 @@ typedef struct osc_model {
     osc_consts k;
     const float *q_noise; /* [N,N] extra coupling with the structure of L, or
                              NULL; not owned */
+    int exact_trig;       /* 0 (default): vectorised sin/cos (surrogate/trig.h,
+                             < 1.2e-7 absolute error); 1: libm sinf/cosf, the
+                             reference arithmetic of tests/osc_ref.c */
 } osc_model;
 
 /* The nominal model: N oscillators, 5 RK4 steps to t_end = 0.5, no gap. */
@@ -68,6 +71,12 @@ typedef struct osc_consts osc_consts_grad;
  * any output pointer may be NULL. */
 int osc_backward(const osc_model *m, osc_tape *tape, const float *gy,
                  float *gx, float *gC, float *ge, osc_consts_grad *gk);
+
+/* Blocks (OpenBLAS calls) per RK4 stage for B rows of N oscillators; they
+ * run in parallel over the thread team (surrogate/team.h).  Fixed by the
+ * shape, so results never depend on the number of threads.  For tests and
+ * reports. */
+int osc_stage_blocks(int B, int n);
 
 /* FLOPs of one forward of B rows (GEMMs only), for benchmarks. */
 double osc_forward_flops(int n, int steps, int B);

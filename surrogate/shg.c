@@ -34,7 +34,7 @@ shg_model shg_model_nominal(int n_in, int n_par, int bins, int n_out)
 {
     shg_model m = {
         .n_in = n_in, .n_par = n_par, .bins = bins, .n_out = n_out,
-        .bandwidth = 0.6, .span = 0.7,
+        .bandwidth = 0.6, .span = 0.7, .phase_scale = 1.0,
         .k = {.disp2 = 0, .disp3 = 0, .resp1 = 0, .resp2 = 0, .gain = 1},
         .resp_extra = NULL,
     };
@@ -58,8 +58,8 @@ int shg_check(const shg_model *m, char *err, size_t errlen)
         bad = "n_in >= 1, n_par >= 0, bins >= 1 and n_out >= 1";
     else if (P * m->bins > (1L << 20))
         bad = "(n_in + n_par) * bins <= 2^20";
-    else if (!(m->bandwidth > 0) || !(m->span > 0 && m->span <= 1))
-        bad = "bandwidth > 0 and span in (0, 1]";
+    else if (!(m->bandwidth > 0) || !(m->span > 0 && m->span <= 1) || !isfinite(m->phase_scale))
+        bad = "bandwidth > 0, span in (0, 1] and a finite phase_scale";
     if (!bad) {
         int lo, M;
         coverage(m, &lo, &M);
@@ -105,7 +105,8 @@ int shg_tape_capacity(const shg_tape *t) { return t ? t->cap : 0; }
 static int same_geometry(const shg_model *a, const shg_model *b)
 {
     return a->n_in == b->n_in && a->n_par == b->n_par && a->bins == b->bins &&
-           a->n_out == b->n_out && a->bandwidth == b->bandwidth && a->span == b->span;
+           a->n_out == b->n_out && a->bandwidth == b->bandwidth && a->span == b->span &&
+           a->phase_scale == b->phase_scale;
 }
 
 /* E, e, S of one sample from the pixel phases in t->ppix and constants k. */
@@ -202,8 +203,9 @@ shg_tape *shg_tape_alloc(const shg_model *m, int cap)
 
 static void pixel_phases(shg_tape *t, const float *xrow, const float *phi)
 {
+    double sc = t->geo.phase_scale;
     for (int p = 0; p < t->P; p++)
-        t->ppix[p] = t->pix_par[p] ? (double)phi[t->pix_idx[p]] : (double)xrow[t->pix_idx[p]];
+        t->ppix[p] = sc * (t->pix_par[p] ? (double)phi[t->pix_idx[p]] : (double)xrow[t->pix_idx[p]]);
 }
 
 int shg_forward(const shg_model *m, const float *x, const float *phi, int B, float *y,
@@ -283,6 +285,7 @@ int shg_backward(const shg_model *m, shg_tape *t, const float *gy, float *gx, fl
             double s = 0;
             for (int i = p * bins; i < (p + 1) * bins; i++)
                 s += t->gk[i];
+            s *= m->phase_scale;
             if (t->pix_par[p]) {
                 if (gphi)
                     gphi[t->pix_idx[p]] += (float)s;

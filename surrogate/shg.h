@@ -6,11 +6,13 @@
  * A pulse shaper has P = n_in + n_par pixels, each covering `bins` frequency
  * bins of the fundamental band (L = P * bins bins).  Input pixels and
  * parameter pixels are interleaved evenly (pixel p holds a parameter iff
- * floor((p+1) n_par / P) > floor(p n_par / P)).  Each writes a spectral phase:
+ * floor((p+1) n_par / P) > floor(p n_par / P)).  Each pixel is driven by a
+ * value (input x or parameter theta) and writes the spectral phase
+ * phase_scale * value:
  *
  *   E_k   = A_k exp(i phi_k),          k = 0 .. L-1   (zero for k >= L)
  *   A_k   = exp(-v_k^2 / (2 bw^2)),     v_k = (2k+1)/L - 1 in (-1, 1)
- *   phi_k = pixel phase (x or theta, rad) + d2 v_k^2 + d3 v_k^3   (dispersion)
+ *   phi_k = phase_scale * pixel value + d2 v_k^2 + d3 v_k^3   (rad; dispersion)
  *   e_t   = IFFT(E)_t                  (N-point, N = power of 2 >= 2L, 1/N)
  *   s_t   = e_t^2                      (the crystal: second harmonic)
  *   S_m   = FFT(s)_m,   I_m = |S_m|^2  (SHG spectrum, m = 0 .. 2L-2)
@@ -24,8 +26,8 @@
  * Nominal constants: d2 = d3 = r1 = r2 = 0, g = 1, no extra response.
  *
  * FFTs are GSL's radix-2 complex transforms in double precision; inputs,
- * parameters and outputs are float32.  Shapes: x [B, n_in] (rad),
- * phi [n_par] (rad), y [B, n_out] (dimensionless, transform-limited peak 1). */
+ * parameters and outputs are float32.  Shapes: x [B, n_in] (drive),
+ * phi [n_par] (drive), y [B, n_out] (dimensionless, transform-limited peak 1). */
 #ifndef PATCTL_SHG_H
 #define PATCTL_SHG_H
 
@@ -49,6 +51,7 @@ typedef struct shg_model {
     int n_out;          /* spectrometer pixels */
     double bandwidth;   /* bw: Gaussian amplitude width, in units of the half band */
     double span;        /* centred fraction of the SHG band on the spectrometer, (0, 1] */
+    double phase_scale; /* rad of phase per unit of pixel drive (known, not fitted) */
     shg_consts k;
     const double *resp_extra; /* [shg_spec_bins(m)] extra response (hidden truth
                                  beyond the model family), or NULL; not owned */

@@ -18,6 +18,8 @@
 #include "devices/options.h"
 #include "devices/sim_rng.h"
 #include "gradcheck.h"
+#include "controller/surrogates.h"
+#include "surrogate/fit_consts.h"
 #include "surrogate/fit_npy.h"
 #include "surrogate/fit_osc.h"
 #include "surrogate/fit_set.h"
@@ -528,6 +530,123 @@ static void test_mlp_trains_on_device_data(void **state)
     device_close(&d);
 }
 
+/* ---- SHG and circuit: constants by LM on central-difference columns ---- */
+
+/* the central differences in a constant agree with the exact VJP of the
+ * physics w.r.t. that constant (what the Jacobian columns rest on) */
+static void test_consts_columns_match_vjp(void **state)
+{
+    (void)state;
+    enum { SB = 3 };
+    /* SHG */
+    shg_model sm = shg_model_nominal(8, 8, 4, 8);
+    sm.k = (shg_consts){0.5, 0.2, 0.1, -0.2, 1.1};
+    shg_tape *st = shg_tape_alloc(&sm, SB);
+    float x[SB * 8], phi[8], y[SB * 8], yp[SB * 8], ym[SB * 8], r[SB * 8];
+    fill(x, SB * 8, 2.0f, 81);
+    fill(phi, 8, 1.0f, 82);
+    fill(r, SB * 8, 1.0f, 83);
+    assert_int_equal(shg_forward(&sm, x, phi, SB, y, st), 0);
+    shg_consts gk = {0};
+    assert_int_equal(shg_backward(&sm, st, r, NULL, NULL, &gk), 0);
+    double *kp = &sm.k.disp2, *gp = &gk.disp2;
+    for (int j = 0; j < SHG_N_CONSTS; j++) {
+        double k0 = kp[j], h = 1e-3, fd = 0;
+        kp[j] = k0 + h;
+        shg_forward(&sm, x, phi, SB, yp, st);
+        kp[j] = k0 - h;
+        shg_forward(&sm, x, phi, SB, ym, st);
+        kp[j] = k0;
+        for (int i = 0; i < SB * 8; i++)
+            fd += r[i] * ((double)yp[i] - ym[i]) / (2 * h);
+        printf("  shg constant %d: central difference %+.6e  exact VJP %+.6e\n", j, fd, gp[j]);
+        assert_true(fabs(fd - gp[j]) <= 2e-3 * fmax(1e-2, fabs(gp[j])));
+    }
+    shg_tape_free(st);
+    /* circuit */
+    circuit_model cm = circuit_model_nominal(6, 2);
+    circuit_tape *ct = circuit_tape_alloc(&cm, SB);
+    float cx[SB * 6], th[12], cy[SB * 12], cyp[SB * 12], cym[SB * 12], cr[SB * 12];
+    fill(cx, SB * 6, 0.9f, 91);
+    for (int i = 0; i < 6; i++)
+        th[i] = 1.0f + 0.3f * (float)(i % 3 - 1), th[6 + i] = 0.05f * (float)(i - 3);
+    fill(cr, SB * 12, 1.0f, 93);
+    assert_int_equal(circuit_forward(&cm, cx, th, SB, cy, ct), 0);
+    circuit_consts ck = {0};
+    assert_int_equal(circuit_backward(&cm, ct, cr, NULL, NULL, &ck), 0);
+    double *ckp = &cm.k.r, *cgp = &ck.r;
+    const double scale[CIRCUIT_N_CONSTS] = {50, 1e-3, 1e-7, 0.5, 20, 1, 1, 0.01};
+    for (int j = 0; j < CIRCUIT_N_CONSTS; j++) {
+        double k0 = ckp[j], h = 1e-3 * scale[j], fd = 0;
+        ckp[j] = k0 + h;
+        circuit_forward(&cm, cx, th, SB, cyp, ct);
+        ckp[j] = k0 - h;
+        circuit_forward(&cm, cx, th, SB, cym, ct);
+        ckp[j] = k0;
+        for (int i = 0; i < SB * 12; i++)
+            fd += cr[i] * ((double)cyp[i] - cym[i]) / (2 * h);
+        printf("  circuit constant %d: central difference %+.6e  exact VJP %+.6e\n", j, fd * scale[j],
+               cgp[j] * scale[j]);
+        assert_true(fabs(fd - cgp[j]) * scale[j] <= 2e-3 * fmax(1e-2, fabs(cgp[j]) * scale[j]));
+    }
+    circuit_tape_free(ct);
+}
+
+/* known truth inside the family (no ripple / DAC mismatch, Gaussian output
+ * noise): the LM fit recovers every constant within 2 SE */
+static void recover(const char *driver, const char *opts, const double *truth, long K, int Bs)
+{
+    struct patctl_option *o = NULL;
+    int no = options_parse(opts, &o);
+    device *d = NULL;
+    char err[512] = "";
+    assert_int_equal(device_open(&d, driver, driver, o, no, 5, err, sizeof(err)), 0);
+    fit_set s;
+    collect_from(d, K, Bs, NAN, NAN, 1.0, DESIGN_LHS, 3, &s);
+    surrogate *sur = NULL;
+    int rc = surrogate_for_device(&sur, d, opts, err, sizeof(err));
+    if (rc)
+        printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    fit_consts_view v;
+    assert_int_equal(fit_consts_view_of(sur, &v), 0);
+    fit_consts_result r;
+    rc = fit_consts(sur, &v, 0, &s, NULL, 100, 4000000, 0, &r, err, sizeof(err));
+    if (rc)
+        printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    printf("  %s: %d iterations, chi2/dof %.3g, noise floor^2 %.3g\n", driver, r.iters, r.chi2_dof,
+           pow(fit_set_noise_rms(&s), 2));
+    for (int j = 0; j < v.n; j++) {
+        if (!(r.mask & (1u << j))) {
+            printf("    %-10s fixed at %g (%s)\n", v.name[j], r.value[j], v.note ? v.note : "");
+            continue;
+        }
+        double z = (r.value[j] - truth[j]) / r.se[j];
+        printf("    %-10s truth %+.5g  fit %+.6g +- %.3g  (%+.2f SE)\n", v.name[j], truth[j], r.value[j],
+               r.se[j], z);
+        assert_true(r.se[j] > 0);
+        assert_true(fabs(z) <= 2.0);
+    }
+    surrogate_destroy(&sur);
+    fit_set_free(&s);
+    device_close(&d);
+    free(o);
+}
+
+static void test_shg_circuit_recover_constants(void **state)
+{
+    (void)state;
+    const double shg_truth[] = {0.8, 0.4, 0.15, -0.3, 1.1};
+    recover("shg", "n_in=8,n_par=8,bins=4,n_out=8,disp2=0.8,disp3=0.4,resp1=0.15,resp2=-0.3,gain=1.1,"
+            "ripple=0,photons=0,camera_bits=0,noise_std=0.01", shg_truth, 40, 20);
+    /* C stays nominal (100 nF): the identifiable truth is R, L, R_on scaled
+     * by C_true / C_nominal = 1.1 */
+    const double circ_truth[] = {52.5 * 1.1, 0.92e-3 * 1.1, 100e-9, 0.45, 25 * 1.1, 0.97, 1.03, 0.005};
+    recover("circuit", "n_in=8,sps=2,r=52.5,l_mh=0.92,c_nf=110,von=0.45,ron=25,in_gain=0.97,out_gain=1.03,"
+            "out_offset=0.005,dac_mismatch=0,adc_bits=0,noise_std=0.005", circ_truth, 40, 20);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +659,8 @@ int main(void)
         cmocka_unit_test(test_fitted_surrogate_grad),
         cmocka_unit_test(test_mlp_grad),
         cmocka_unit_test(test_mlp_trains_on_device_data),
+        cmocka_unit_test(test_consts_columns_match_vjp),
+        cmocka_unit_test(test_shg_circuit_recover_constants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -151,6 +151,53 @@ static void test_collect_fit_train(void **state)
     assert_int_equal(st, 0);
 }
 
+/* a physics model other than the oscillators: SHG constants by LM, stored
+ * as physics-consts, loaded back through the surrogate factory */
+static void test_shg_consts(void **state)
+{
+    (void)state;
+    char cmd[2048], out[1 << 16], path[700], err[512] = "";
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " collect --driver shg --options n_in=8,n_par=8,bins=4,n_out=8 "
+             "--settings 40 --per-setting 15 --quiet --out %s/shg", dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 0);
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " fit %s/shg --models nominal,consts", dir);
+    int st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "disp2"));
+    fit_set d;
+    cJSON *meta = NULL;
+    snprintf(path, sizeof(path), "%s/shg", dir);
+    assert_int_equal(fitdata_read(path, &d, &meta, err, sizeof(err)), 0);
+    struct patctl_device_desc desc;
+    cJSON *dev = cJSON_GetObjectItem(meta, "device");
+    assert_int_equal(desc_from_json(cJSON_GetObjectItem(dev, "desc"), &desc, err, sizeof(err)), 0);
+    const char *opts = cJSON_GetObjectItem(dev, "options")->valuestring;
+    surrogate *sn = NULL, *sf = NULL;
+    char spec[800];
+    snprintf(spec, sizeof(spec), "fitted:%s/shg/fit/consts.json", dir);
+    assert_int_equal(surrogate_make(&sn, "shg", &desc, opts, "nominal", err, sizeof(err)), 0);
+    int rc = surrogate_make(&sf, "shg", &desc, opts, spec, err, sizeof(err));
+    if (rc)
+        printf("%s\n", err);
+    assert_int_equal(rc, 0);
+    fit_metrics mn, mf;
+    assert_int_equal(fit_evaluate(sn, &d, NULL, -1, &mn, NULL, NULL), 0);
+    assert_int_equal(fit_evaluate(sf, &d, NULL, -1, &mf, NULL, NULL), 0);
+    printf("  shg: nominal NRMSE %.4f, fitted constants %.4f\n", mn.nrmse, mf.nrmse);
+    assert_true(mf.nrmse < 0.7 * mn.nrmse);
+    /* a constants file of another model is refused */
+    surrogate *bad = NULL;
+    struct patctl_device_desc other = desc;
+    snprintf(other.model, sizeof(other.model), "circuit");
+    assert_int_equal(surrogate_make(&bad, "x", &other, "", spec, err, sizeof(err)), PATCTL_ERR_CONFIG);
+    assert_non_null(strstr(err, "consts.json"));
+    surrogate_destroy(&sn);
+    surrogate_destroy(&sf);
+    cJSON_Delete(meta);
+    fit_set_free(&d);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -203,6 +250,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_collect_fit_train),
+        cmocka_unit_test(test_shg_consts),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

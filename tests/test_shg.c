@@ -29,6 +29,7 @@ static shg_model truth_model(double *extra)
 {
     shg_model m = shg_model_nominal(NI, NP, BINS, NO);
     m.k = (shg_consts){0.8, 0.4, 0.15, -0.3, 1.1};
+    m.phase_scale = 1.7; /* drive -> rad */
     int M = shg_spec_bins(&m);
     for (int i = 0; i < M; i++)
         extra[i] = 0.05 * sin(0.7 * i);
@@ -49,7 +50,7 @@ static void brute_force(const shg_model *m, const float *x, const float *phi, fl
         int ni = 0, np = 0;
         for (int p = 0; p < P; p++) {
             int par = ((p + 1) * m->n_par) / P > (p * m->n_par) / P;
-            double ph = pass == 0 ? 0.0 : par ? phi[np] : x[ni];
+            double ph = pass == 0 ? 0.0 : m->phase_scale * (par ? phi[np] : x[ni]);
             par ? np++ : ni++;
             for (int b = 0; b < m->bins; b++) {
                 int k = p * m->bins + b;
@@ -265,12 +266,13 @@ static void test_device_ideal_vjp(void **state)
     device *d = open_shg("n_in=6,n_par=5,bins=3,n_out=7,photons=0,camera_bits=0");
     dctx c = {.d = d, .nb = 2};
     float p[2 * 6 + 5];
-    fill(p, 17, 2.0f, 21);
+    fill(p, 17, 0.9f, 21); /* drives inside [-1, 1] */
     double e = gradcheck("shg device ideal", f_dev, v_dev, &c, p, 17, 2 * 7, 1e-3, 4, 5);
     assert_true(e < 2e-3);
     device_close(&d);
     /* the surrogate (nominal) differs from the device (truth) */
     shg_model m = shg_model_nominal(6, 5, 3, 7);
+    m.phase_scale = M_PI; /* the driver's default drive -> rad */
     surrogate *s = surrogate_shg_new(&m);
     d = open_shg("n_in=6,n_par=5,bins=3,n_out=7,photons=0,camera_bits=0");
     float ys[14], yd[14];

@@ -103,7 +103,7 @@ static int circuit_open(void **state, const struct patctl_option *o, int no,
     sim_noise nz;
     if ((rc = circuit_options_shape(o, no, &m, err, errlen)) ||
         (rc = options_float(o, no, "r", 52.5, &k.r, err, errlen)) ||
-        (rc = options_float(o, no, "l_mh", 0.92, &l_mh, err, errlen)) ||
+        (rc = options_float(o, no, "l_mh", 1.08, &l_mh, err, errlen)) ||
         (rc = options_float(o, no, "c_nf", 110.0, &c_nf, err, errlen)) ||
         (rc = options_float(o, no, "von", 0.45, &k.von, err, errlen)) ||
         (rc = options_float(o, no, "ron", 25.0, &k.ron, err, errlen)) ||
@@ -274,7 +274,7 @@ const struct patctl_driver patctl_driver_circuit = {
         "t_slot_us=10    slot duration (us)\n"
         "nvt=0.05        diode softness n V_T (V), same in truth and model\n"
         "r=52.5          truth: series resistance (ohm; nominal 50)\n"
-        "l_mh=0.92       truth: inductance (mH; nominal 1)\n"
+        "l_mh=1.08       truth: inductance (mH; nominal 1)\n"
         "c_nf=110        truth: capacitance (nF; nominal 100)\n"
         "von=0.45        truth: diode turn-on voltage (V; nominal 0.5)\n"
         "ron=25          truth: diode on-resistance (ohm; nominal 20)\n"

@@ -10,8 +10,9 @@
  *   - shot noise: counts ~ Poisson(y * photons), y = counts / photons,
  *   - camera quantisation: camera_bits over [0, camera_max] (saturating),
  *   - the common noise/fault layer (devices/sim_noise.h), off by default.
- * Inputs x [B, n_in] and parameters phi [n_par] are spectral phases (rad) on
- * the pulse-shaper pixels; outputs y [B, n_out] are spectrometer pixels
+ * Inputs x [B, n_in] and parameters phi [n_par] drive the pulse-shaper pixels
+ * (in [-1, 1]; the pixel writes the spectral phase phase_scale * drive, pi
+ * rad per unit by default); outputs y [B, n_out] are spectrometer pixels
  * (dimensionless; the transform-limited pulse peaks at 1 in the nominal
  * model).  The exact VJP is that of the noiseless truth (the measurement
  * noise is additive; quantisation is passed straight through). */
@@ -43,11 +44,11 @@ typedef struct {
 } shg_dev;
 
 const char *const shg_geometry_keys[] = {
-    "n_in", "n_par", "bins", "n_out", "bandwidth", "span", NULL,
+    "n_in", "n_par", "bins", "n_out", "bandwidth", "span", "phase_scale", NULL,
 };
 
 static const char *const known[] = {
-    "n_in", "n_par", "bins", "n_out", "bandwidth", "span", "disp2", "disp3", "resp1", "resp2",
+    "n_in", "n_par", "bins", "n_out", "bandwidth", "span", "phase_scale", "disp2", "disp3", "resp1", "resp2",
     "gain", "ripple", "photons", "camera_bits", "camera_max", "seed", NULL,
 };
 
@@ -55,14 +56,15 @@ int shg_options_geometry(const struct patctl_option *o, int n, shg_model *m, cha
                          size_t errlen)
 {
     long n_in, n_par, bins, n_out;
-    double bw, span;
+    double bw, span, scale;
     int rc;
     if ((rc = options_int(o, n, "n_in", 32, &n_in, err, errlen)) ||
         (rc = options_int(o, n, "n_par", 32, &n_par, err, errlen)) ||
         (rc = options_int(o, n, "bins", 4, &bins, err, errlen)) ||
         (rc = options_int(o, n, "n_out", 32, &n_out, err, errlen)) ||
         (rc = options_float(o, n, "bandwidth", 0.6, &bw, err, errlen)) ||
-        (rc = options_float(o, n, "span", 0.7, &span, err, errlen)))
+        (rc = options_float(o, n, "span", 0.7, &span, err, errlen)) ||
+        (rc = options_float(o, n, "phase_scale", M_PI, &scale, err, errlen)))
         return rc;
     if (n_in < 1 || n_in > 65536 || n_par < 0 || n_par > 65536 || bins < 1 || bins > 4096 ||
         n_out < 1 || n_out > 65536) {
@@ -73,6 +75,7 @@ int shg_options_geometry(const struct patctl_option *o, int n, shg_model *m, cha
     *m = shg_model_nominal((int)n_in, (int)n_par, (int)bins, (int)n_out);
     m->bandwidth = bw;
     m->span = span;
+    m->phase_scale = scale;
     return shg_check(m, err, errlen);
 }
 
@@ -169,15 +172,15 @@ static int shg_open(void **state, const struct patctl_option *o, int no,
              m.n_in, m.n_par, m.bins, shg_fft_len(&m), m.n_out);
     desc->n_in = m.n_in;
     desc->n_out = m.n_out;
-    snprintf(desc->in_unit, sizeof(desc->in_unit), "rad");
+    snprintf(desc->in_unit, sizeof(desc->in_unit), "drive (x%.4g rad)", m.phase_scale);
     snprintf(desc->out_unit, sizeof(desc->out_unit), "a.u.");
-    desc->in_lo = (float)-M_PI, desc->in_hi = (float)M_PI;
+    desc->in_lo = -1.0f, desc->in_hi = 1.0f;
     desc->n_blocks = m.n_par > 0 ? 1 : 0;
     if (m.n_par > 0)
         desc->blocks[0] = (struct patctl_param_block){
-            .name = "phi", .unit = "rad", .about = "spectral phase of each parameter pixel",
-            .rows = m.n_par, .cols = 1, .lo = (float)-M_PI, .hi = (float)M_PI,
-            .max_step = 0.0f, .safe = 0.0f, .init_lo = -1.0f, .init_hi = 1.0f};
+            .name = "phi", .unit = "drive", .about = "drive of each parameter pixel (phase = "
+            "phase_scale x drive)", .rows = m.n_par, .cols = 1, .lo = -1.0f, .hi = 1.0f,
+            .max_step = 0.0f, .safe = 0.0f, .init_lo = -0.5f, .init_hi = 0.5f};
     desc->flags = PATCTL_DEV_SIMULATED | PATCTL_DEV_HAS_VJP;
     *state = d;
     return 0;
@@ -273,12 +276,13 @@ const struct patctl_driver patctl_driver_shg = {
     .summary = "simulated broadband second-harmonic generation (optical): pulse-shaper phases "
                "in, SHG spectrum out",
     .options_help =
-        "n_in=32         input pixels on the pulse shaper (inputs = spectral phases, rad)\n"
+        "n_in=32         input pixels on the pulse shaper (inputs = pixel drives in [-1, 1])\n"
         "n_par=32        trainable parameter pixels, interleaved with the input pixels\n"
         "bins=4          frequency bins per shaper pixel\n"
         "n_out=32        spectrometer pixels (outputs)\n"
         "bandwidth=0.6   Gaussian spectral amplitude width (units of the half band)\n"
         "span=0.7        centred fraction of the SHG band the spectrometer covers\n"
+        "phase_scale=3.14159  spectral phase (rad) per unit of pixel drive\n"
         "disp2=0.8 disp3=0.4   truth: dispersion, rad at the band edge\n"
         "resp1=0.15 resp2=-0.3 truth: spectrometer response 1 + r1 u + r2 u^2\n"
         "gain=1.1        truth: output gain\n"
