@@ -49,7 +49,7 @@ static void train_usage(FILE *f)
         "  --optimizer O     adam (default) | sgd\n"
         "  --seed N          run seed: data order, initialisation, device noise (default 0)\n"
         "  --eval-every N    test on the device every N epochs (default 0: at the end)\n"
-        "  --spsa-c X        SPSA perturbation size (default 0.01)\n"
+        "  --spsa-c X        SPSA perturbation size (default 0.1; use with --lr 0.01)\n"
         "  --spsa-samples N  SPSA perturbation pairs per step (default 1)\n"
         "  --data DIR        Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)\n"
         "  --synthetic       use the built-in synthetic 14x14 dataset instead\n"
@@ -341,13 +341,13 @@ static int open_store(train_cli *cli, const char *dir, const char *argv_text, ru
     return 0;
 }
 
-static void print_result(const run_config *c, const train_result *res, const char *dir)
+static void print_result(const run_config *c, const train_result *res, const char *dir, double store_s)
 {
     double per_epoch = res->epochs_done ? res->train_seconds / res->epochs_done : 0;
     printf("result: mode %s  test accuracy %.2f%% (on the device)  train %.1f s (%.1f s/epoch)  "
-           "device queries %llu (%llu training)  run %s (run.sqlite, summary.json)\n",
+           "device queries %llu (%llu training)  run store %.1f s  run %s (run.sqlite, summary.json)\n",
            mode_name(c->mode), 100.0 * res->test_accuracy, res->train_seconds, per_epoch,
-           (unsigned long long)res->all_dev.queries, (unsigned long long)res->train_dev.queries, dir);
+           (unsigned long long)res->all_dev.queries, (unsigned long long)res->train_dev.queries, store_s, dir);
 }
 
 int cmd_train(int argc, char **argv)
@@ -440,7 +440,7 @@ int cmd_train(int argc, char **argv)
     if (rc)
         fprintf(stderr, "patctl train: %s\n", err);
     else
-        print_result(c, res, dir);
+        print_result(c, res, dir, rs ? runstore_seconds(rs) : 0);
     runstore_close(&rs);
     checkpoint_free(&ck);
     if (lock >= 0)

@@ -28,7 +28,7 @@ void config_defaults(run_config *c)
     c->eval_batch = 250;
     c->eval_every = 0;
     c->seed = 0;
-    c->spsa_c = 0.01;
+    c->spsa_c = 0.1;
     c->spsa_samples = 1;
     c->journal = JOURNAL_ALL;
     c->journal_every = 1;

@@ -15,8 +15,8 @@ int npy_write_header(FILE *f, const char *descr, int ndim, const long *shape)
     if (!h)
         return PATCTL_ERR_NOMEM;
     int n = sprintf(h, "{'descr': %s, 'fortran_order': False, 'shape': (", descr);
-    for (int i = 0; i < ndim; i++)
-        n += sprintf(h + n, "%ld,%s", shape[i], i + 1 < ndim ? " " : "");
+    for (int i = 0; i < ndim; i++) /* a Python tuple: "(6,)", "(2, 3)" */
+        n += sprintf(h + n, "%s%ld%s", i ? ", " : "", shape[i], ndim == 1 ? "," : "");
     n += sprintf(h + n, "), }");
     /* magic(6) + version(2) + length(2 or 4) + header + '\n', padded to 64 */
     int v2 = n + 1 + 10 > 65535;

@@ -2,6 +2,7 @@
 #include "controller/runstore.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ static const char *const SCHEMA =
     " resumed_from INTEGER, stopped REAL, status TEXT, reason TEXT, steps INTEGER,"
     " epochs_done INTEGER, device_queries INTEGER, device_samples INTEGER, ramp_steps INTEGER,"
     " clamped INTEGER, rejected INTEGER, faults INTEGER, retries INTEGER, device_seconds REAL,"
-    " test_accuracy REAL, devices_safe INTEGER);\n"
+    " test_accuracy REAL, devices_safe INTEGER, store_seconds REAL);\n"
     "CREATE TABLE step("
     " step INTEGER PRIMARY KEY, session INTEGER, epoch INTEGER, t REAL, batch INTEGER, lr REAL,"
     " loss REAL, accuracy REAL, device_seconds REAL, compute_seconds REAL, device_queries INTEGER);\n"
@@ -94,9 +95,27 @@ struct runstore {
     char phase[16];
     sqlite3_stmt *ins_query, *ins_setting, *ins_step, *ins_log;
     journal_ctx *jc[CFG_MAX_DEVICES];
-    float *scratch;          /* big-endian hosts: byte-swapped copies */
-    size_t scratch_n;
+    double seconds;          /* wall time spent writing (journal, metrics, commits, checkpoints) */
+    /* WAL checkpoints (copying the log into the database file) run on a
+     * thread of their own with its own connection, so the training loop
+     * only appends to the log */
+    char path[1200];
+    int ck_running, ck_pending, ck_quit;
+    pthread_t ck_thread;
+    pthread_mutex_t ck_mu;
+    pthread_cond_t ck_cv;
 };
+
+#define WAL_CHECKPOINT_PAGES 1024  /* of 64 KiB: start a checkpoint at 64 MiB of log */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double runstore_seconds(const runstore *rs) { return rs->seconds; }
 
 static double wall_now(void)
 {
@@ -149,7 +168,9 @@ int runstore_commit(runstore *rs)
     if (!rs || !rs->in_tx)
         return 0;
     rs->in_tx = 0;
+    double t0 = mono_now();
     int rc = exec(rs, "COMMIT");
+    rs->seconds += mono_now() - t0;
     if (rc) {
         exec(rs, "ROLLBACK");
         if (!rs->failed)
@@ -203,6 +224,77 @@ static int bind_le32(runstore *rs, sqlite3_stmt *st, int col, const void *v, lon
 
 /* ---- open / create ---- */
 
+static void *checkpointer(void *arg)
+{
+    runstore *rs = arg;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(rs->path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK)
+        sqlite3_busy_timeout(db, 1000);
+    pthread_mutex_lock(&rs->ck_mu);
+    for (;;) {
+        while (!rs->ck_pending && !rs->ck_quit)
+            pthread_cond_wait(&rs->ck_cv, &rs->ck_mu);
+        if (rs->ck_quit)
+            break;
+        rs->ck_pending = 0;
+        pthread_mutex_unlock(&rs->ck_mu);
+        /* PASSIVE: never blocks the writer; what it cannot copy now it
+         * copies next time */
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&rs->ck_mu);
+    }
+    pthread_mutex_unlock(&rs->ck_mu);
+    sqlite3_close(db);
+    return NULL;
+}
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db, (void)name;
+    runstore *rs = arg;
+    if (pages >= WAL_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&rs->ck_mu);
+        rs->ck_pending = 1;
+        pthread_cond_signal(&rs->ck_cv);
+        pthread_mutex_unlock(&rs->ck_mu);
+    }
+    return SQLITE_OK;
+}
+
+/* For a writer: checkpoints on their own thread instead of in commits. */
+static int start_checkpointer(runstore *rs)
+{
+    if (pthread_mutex_init(&rs->ck_mu, NULL))
+        return PATCTL_ERR_NOMEM;
+    if (pthread_cond_init(&rs->ck_cv, NULL)) {
+        pthread_mutex_destroy(&rs->ck_mu);
+        return PATCTL_ERR_NOMEM;
+    }
+    if (pthread_create(&rs->ck_thread, NULL, checkpointer, rs)) {
+        pthread_cond_destroy(&rs->ck_cv);
+        pthread_mutex_destroy(&rs->ck_mu);
+        return 0; /* no thread: SQLite checkpoints in commits as usual */
+    }
+    rs->ck_running = 1;
+    sqlite3_wal_autocheckpoint(rs->db, 0);
+    sqlite3_wal_hook(rs->db, wal_hook, rs);
+    return 0;
+}
+
+static void stop_checkpointer(runstore *rs)
+{
+    if (!rs->ck_running)
+        return;
+    pthread_mutex_lock(&rs->ck_mu);
+    rs->ck_quit = 1;
+    pthread_cond_signal(&rs->ck_cv);
+    pthread_mutex_unlock(&rs->ck_mu);
+    pthread_join(rs->ck_thread, NULL);
+    pthread_cond_destroy(&rs->ck_cv);
+    pthread_mutex_destroy(&rs->ck_mu);
+    rs->ck_running = 0;
+}
+
 static int prepare(runstore *rs, sqlite3_stmt **st, const char *sql)
 {
     if (sqlite3_prepare_v2(rs->db, sql, -1, st, NULL) != SQLITE_OK)
@@ -223,6 +315,7 @@ static int open_db(runstore **out, const char *path, int flags, char *err, size_
         return PATCTL_ERR_IO;
     }
     sqlite3_busy_timeout(rs->db, 10000);
+    snprintf(rs->path, sizeof(rs->path), "%s", path);
     *out = rs;
     return 0;
 }
@@ -270,7 +363,8 @@ int runstore_create(runstore **out, const char *dir, char *err, size_t errlen)
      * loses at most the open transaction */
     if ((rc = exec(rs, "PRAGMA page_size = 65536")) || (rc = exec(rs, "PRAGMA journal_mode = WAL")) ||
         (rc = exec(rs, "PRAGMA synchronous = NORMAL")) || (rc = exec(rs, "BEGIN")) ||
-        (rc = exec(rs, SCHEMA)) || (rc = exec(rs, "COMMIT")) || (rc = prepare_all(rs))) {
+        (rc = exec(rs, SCHEMA)) || (rc = exec(rs, "COMMIT")) || (rc = prepare_all(rs)) ||
+        (rc = start_checkpointer(rs))) {
         snprintf(err, errlen, "%s: %s", path, rs->err);
         runstore_close(out);
         return rc;
@@ -303,7 +397,8 @@ int runstore_open(runstore **out, const char *dir, int writable, char *err, size
         runstore_close(out);
         return PATCTL_ERR_FORMAT;
     }
-    if (writable && ((rc = exec(rs, "PRAGMA synchronous = NORMAL")) || (rc = prepare_all(rs)))) {
+    if (writable && ((rc = exec(rs, "PRAGMA synchronous = NORMAL")) || (rc = prepare_all(rs)) ||
+                     (rc = start_checkpointer(rs)))) {
         snprintf(err, errlen, "%s: %s", path, rs->err);
         runstore_close(out);
         return rc;
@@ -318,6 +413,7 @@ void runstore_close(runstore **rsp)
     runstore *rs = *rsp;
     if (rs->db)
         runstore_commit(rs);
+    stop_checkpointer(rs); /* then closing the last connection checkpoints the rest */
     sqlite3_finalize(rs->ins_query);
     sqlite3_finalize(rs->ins_setting);
     sqlite3_finalize(rs->ins_step);
@@ -328,7 +424,6 @@ void runstore_close(runstore **rsp)
             free(rs->jc[i]);
         }
     sqlite3_close(rs->db);
-    free(rs->scratch);
     free(rs);
     *rsp = NULL;
 }
@@ -566,8 +661,8 @@ int runstore_session_end(runstore *rs, const runstore_stop *s)
     if (!rc)
         rc = prepare(rs, &st, "UPDATE session SET stopped=?, status=?, reason=?, steps=?, epochs_done=?,"
                               " device_queries=?, device_samples=?, ramp_steps=?, clamped=?, rejected=?,"
-                              " faults=?, retries=?, device_seconds=?, test_accuracy=?, devices_safe=?"
-                              " WHERE id=?");
+                              " faults=?, retries=?, device_seconds=?, test_accuracy=?, devices_safe=?,"
+                              " store_seconds=? WHERE id=?");
     if (!rc) {
         sqlite3_bind_double(st, 1, wall_now());
         sqlite3_bind_text(st, 2, s->status, -1, SQLITE_TRANSIENT);
@@ -586,7 +681,8 @@ int runstore_session_end(runstore *rs, const runstore_stop *s)
         if (s->test_accuracy >= 0)
             sqlite3_bind_double(st, 14, s->test_accuracy);
         sqlite3_bind_int(st, 15, s->devices_safe);
-        sqlite3_bind_int64(st, 16, rs->session);
+        sqlite3_bind_double(st, 16, rs->seconds);
+        sqlite3_bind_int64(st, 17, rs->session);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = set_err(rs, PATCTL_ERR_IO, "writing the stop record");
     }
@@ -660,7 +756,10 @@ static void journal_cb(void *user, const device *d, const device_journal_entry *
     case JOURNAL_EVERY: keep = e->rc != 0 || (ok && (j->n_ok - 1) % (uint64_t)j->every == 0); break;
     default: keep = e->rc != 0; break; /* off: faults only */
     }
-    if (!keep || tx(rs))
+    if (!keep)
+        return;
+    double t0 = mono_now();
+    if (tx(rs))
         return;
     int64_t sid = setting_id(j, e->theta);
     if (!sid)
@@ -684,6 +783,7 @@ static void journal_cb(void *user, const device *d, const device_journal_entry *
     if (sqlite3_step(st) != SQLITE_DONE)
         set_err(rs, PATCTL_ERR_IO, "journal: storing query %llu of %s", (unsigned long long)e->id, d->name);
     sqlite3_clear_bindings(st);
+    rs->seconds += mono_now() - t0;
 }
 
 static void log_cb(void *user, const char *dev, int level, const char *msg)
@@ -732,6 +832,7 @@ int runstore_attach(runstore *rs, device *d, int index, journal_mode mode, long 
 
 int runstore_step(runstore *rs, const step_metrics *m)
 {
+    double t0 = mono_now();
     int rc = tx(rs);
     if (rc)
         return rc;
@@ -748,7 +849,9 @@ int runstore_step(runstore *rs, const step_metrics *m)
     sqlite3_bind_double(st, 9, m->device_seconds);
     sqlite3_bind_double(st, 10, m->compute_seconds);
     sqlite3_bind_int64(st, 11, (sqlite3_int64)m->device_queries);
-    return sqlite3_step(st) == SQLITE_DONE ? 0 : set_err(rs, PATCTL_ERR_IO, "storing step %ld", m->step);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : set_err(rs, PATCTL_ERR_IO, "storing step %ld", m->step);
+    rs->seconds += mono_now() - t0;
+    return rc;
 }
 
 int runstore_epoch(runstore *rs, const epoch_metrics *m)
@@ -836,6 +939,7 @@ int runstore_evaluation(runstore *rs, const eval_record *e)
 
 int runstore_checkpoint_save(runstore *rs, checkpoint *ck, int keep_mid)
 {
+    double t0 = mono_now();
     sqlite3_stmt *st = NULL, *sd = NULL;
     int rc = tx(rs);
     int epoch_end = ck->pos == 0;
@@ -916,7 +1020,9 @@ int runstore_checkpoint_save(runstore *rs, checkpoint *ck, int keep_mid)
         }
         return rc;
     }
-    return runstore_commit(rs);
+    rc = runstore_commit(rs);
+    rs->seconds += mono_now() - t0;
+    return rc;
 }
 
 void checkpoint_free(checkpoint *ck)

@@ -49,6 +49,9 @@ int runstore_failed(const runstore *rs);
 const char *runstore_error(const runstore *rs);
 /* End the open transaction (if any). */
 int runstore_commit(runstore *rs);
+/* Wall seconds this process spent writing the store (journal, metrics,
+ * commits, checkpoints); also in the stop record as store_seconds. */
+double runstore_seconds(const runstore *rs);
 
 /* ---- start record ---- */
 /* The run row: uid, time, host, version, mode, seed, the effective config
