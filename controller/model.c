@@ -8,6 +8,7 @@
 
 #include "controller/overlap.h"
 #include "controller/surrogates.h"
+#include "surrogate/fit_online.h"
 #include "devices/options.h"
 #include "devices/registry.h"
 #include "surrogate/layers.h"
@@ -360,6 +361,24 @@ int model_backward(model *m, const float *dlogits, int B, train_mode mode, char 
         }
         if (rc)
             return rc;
+    }
+    return 0;
+}
+
+int model_observe(model *m, int B, char *err, size_t errlen)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        layer *L = &m->L[i];
+        if (L->spec.kind != LAYER_PHYSICAL || L->last_pass != PASS_PAT || !surrogate_is_online(L->sur))
+            continue;
+        char oerr[256] = "";
+        int rc = surrogate_online_observe(L->sur, L->dev->sent_theta, L->dev->sent_x, m->act[i + 1],
+                                          B * L->r_in, oerr, sizeof(oerr));
+        if (rc) {
+            snprintf(err, errlen, "surrogate of %s: online refit: %s", L->dev->name,
+                     oerr[0] ? oerr : patctl_strerror(rc));
+            return rc;
+        }
     }
     return 0;
 }

@@ -58,6 +58,9 @@ int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, si
 int model_backward(model *m, const float *dlogits, int B, train_mode mode, char *err, size_t errlen);
 float *model_logits(model *m);
 void model_zero_grad(model *m);
+/* PAT, after model_backward: show every online surrogate what its device
+ * measured for the batch just sent (surrogate_online_observe).  B = batch. */
+int model_observe(model *m, int B, char *err, size_t errlen);
 /* Clamp every physical layer's parameters into its device's limits. */
 void model_project(model *m);
 /* Make every device safe (on abort/shutdown). Returns the first error. */

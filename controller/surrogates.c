@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "controller/fit_store.h"
+#include "surrogate/fit_online.h"
 #include "devices/circuit/circuit_dev.h"
 #include "devices/options.h"
 #include "devices/shg/shg_dev.h"
@@ -60,10 +61,52 @@ out:
     return rc;
 }
 
+/* "online[,k=v...]:BASE": BASE as an online surrogate (oscillators only) */
+static int make_online(surrogate **out, const char *name, const struct patctl_device_desc *desc,
+                       const char *options, const char *spec, char *err, size_t errlen)
+{
+    const char *colon = strchr(spec, ':');
+    fit_online_options oo;
+    fit_online_default_options(&oo);
+    char kv[256] = "", oerr[256] = "";
+    if (!colon) {
+        snprintf(err, errlen, "device %s: surrogate '%s': expected online[,key=value...]:SPEC", name, spec);
+        return PATCTL_ERR_CONFIG;
+    }
+    size_t klen = (size_t)(colon - spec);
+    if (klen > 6 && spec[6] == ',')
+        snprintf(kv, sizeof(kv), "%.*s", (int)(klen - 7), spec + 7);
+    else if (klen != 6) {
+        snprintf(err, errlen, "device %s: surrogate '%s': expected online[,key=value...]:SPEC", name, spec);
+        return PATCTL_ERR_CONFIG;
+    }
+    if (kv[0] && fit_online_parse(kv, &oo, oerr, sizeof(oerr))) {
+        snprintf(err, errlen, "device %s: surrogate '%s': %s", name, spec, oerr);
+        return PATCTL_ERR_CONFIG;
+    }
+    surrogate *base = NULL;
+    int rc = surrogate_make(&base, name, desc, options, colon + 1, err, errlen);
+    if (rc)
+        return rc;
+    osc_model m;
+    const float *D = NULL;
+    if (surrogate_osc_parts(base, &m, &D)) {
+        snprintf(err, errlen, "device %s: surrogate '%s': online refit needs an oscillator grey-box model, "
+                 "not '%s'", name, spec, base->ops->kind);
+        surrogate_destroy(&base);
+        return PATCTL_ERR_CONFIG;
+    }
+    *out = surrogate_osc_online_new(&m, D, &oo);
+    surrogate_destroy(&base);
+    return *out ? 0 : PATCTL_ERR_NOMEM;
+}
+
 int surrogate_make(surrogate **out, const char *name, const struct patctl_device_desc *desc,
                    const char *options, const char *spec, char *err, size_t errlen)
 {
     *out = NULL;
+    if (spec && strncmp(spec, "online", 6) == 0 && (spec[6] == ':' || spec[6] == ','))
+        return make_online(out, name, desc, options, spec, err, errlen);
     if (!spec || !spec[0] || strcmp(spec, "nominal") == 0)
         return nominal_for_desc(out, name, desc, options, err, errlen);
     const char *path = NULL;
@@ -74,7 +117,8 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
         path = spec;
     if (!path || !path[0]) {
         snprintf(err, errlen, "device %s: surrogate '%s': expected nominal or fitted:PATH (a .json "
-                 "file written by patctl fit)", name, spec);
+                 "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X]:",
+                 name, spec);
         return PATCTL_ERR_CONFIG;
     }
     char ferr[768] = "";

@@ -5,7 +5,10 @@
  *                        (oscillators, shg, circuit);
  *   "fitted:PATH" or PATH ending in ".json"
  *                        a surrogate fitted by `patctl fit` (grey-box
- *                        oscillators or MLP; any device for the MLP).
+ *                        oscillators or MLP; any device for the MLP);
+ *   "online[,every=N,window=W,lr=X,coupling=0|1]:SPEC"
+ *                        an oscillator SPEC that keeps learning during PAT
+ *                        (surrogate/fit_online.h; model_observe()).
  * To add a device model: one branch in nominal_for_desc() (surrogates.c);
  * fitted kinds are loaded by fitted_load() (fit_store.c).  Caller owns the
  * result. */

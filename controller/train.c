@@ -423,6 +423,8 @@ static int step_gradient(trainer *t, int B, double *loss, int *hits)
     model_zero_grad(m);
     if ((rc = model_backward(m, t->dlogits, B, t->c->mode, t->err, t->errlen)))
         return rc;
+    if (t->c->mode == MODE_PAT && (rc = model_observe(m, B, t->err, t->errlen)))
+        return rc;
     optimizer_step(&t->opt, m->params, m->grads);
     model_project(m);
     return 0;

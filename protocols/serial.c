@@ -1,6 +1,7 @@
 /* Serial links over libserialport: COBS frames, fragments and selective
  * repeat (slink.h).  Address "serial:PORT", e.g. serial:/dev/ttyUSB0.
  * 8 data bits, no parity, 1 stop bit, no flow control, o->baud baud. */
+#include <errno.h>
 #include <libserialport.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,8 @@ typedef struct {
     pt_link_stats *st;
     int is_device;
     char addr[256];
-    uint8_t pending[4096]; /* bytes read after a complete message */
-    size_t pend_off, pend_len;
+    uint8_t *pending;      /* bytes read but not fed yet (after a message, or */
+    size_t pend_off, pend_len, pend_cap; /* while a write was stalled), owned */
 } slink_port;
 
 static uint64_t xorshift(uint64_t *s)
@@ -41,6 +42,31 @@ typedef struct {
     slink_port *sp;
     const pt_link_opts *o;
 } wctx;
+
+/* Read what is waiting on the port into the pending buffer. */
+static int stash_input(slink_port *sp)
+{
+    for (;;) {
+        if (sp->pend_off + sp->pend_len + 4096 > sp->pend_cap) {
+            if (sp->pend_off) {
+                memmove(sp->pending, sp->pending + sp->pend_off, sp->pend_len);
+                sp->pend_off = 0;
+            }
+            if (sp->pend_len + 4096 > sp->pend_cap) {
+                size_t cap = sp->pend_cap ? 2 * sp->pend_cap : 65536;
+                uint8_t *b = realloc(sp->pending, cap);
+                if (!b)
+                    return -1;
+                sp->pending = b;
+                sp->pend_cap = cap;
+            }
+        }
+        enum sp_return r = sp_nonblocking_read(sp->port, sp->pending + sp->pend_off + sp->pend_len, 4096);
+        if (r <= 0)
+            return 0;
+        sp->pend_len += (size_t)r;
+    }
+}
 
 static int port_write(void *user, const uint8_t *p, size_t n)
 {
@@ -59,9 +85,26 @@ static int port_write(void *user, const uint8_t *p, size_t n)
                     tmp[i] ^= (uint8_t)(1 + xorshift(&sp->rng) % 255);
             src = tmp;
         }
-        enum sp_return r = sp_blocking_write(sp->port, src, k, 5000);
-        if (r < 0 || (size_t)r != k)
-            return PATCTL_ERR_IO;
+        /* a slow reader (a busy peer, a loaded relay) only delays us: keep
+         * writing while bytes move, give up after 30 s without progress */
+        size_t done = 0;
+        int idle_ms = 0;
+        while (done < k) {
+            enum sp_return r = sp_blocking_write(sp->port, src + done, k - done, 20);
+            if (r < 0)
+                return PATCTL_ERR_IO;
+            if (r == 0) {
+                /* the peer may be blocked writing to us: take its bytes in
+                 * (fed later) so that neither side waits for the other */
+                if (stash_input(sp) < 0)
+                    return PATCTL_ERR_NOMEM;
+                if ((idle_ms += 20) >= 30000)
+                    return PATCTL_ERR_TIMEOUT;
+            } else {
+                idle_ms = 0;
+            }
+            done += (size_t)r;
+        }
         sp->st->bytes_out += k;
         p += k;
         n -= k;
@@ -124,6 +167,7 @@ static void impl_free(serial_impl *si)
     free(si->sp.in);
     free(si->sp.have);
     free(si->sp.out);
+    free(si->sp.pending);
     free(si);
 }
 
@@ -204,8 +248,33 @@ static void sync_stats(serial_impl *si)
 
 /* Read and feed until a message completes, the deadline passes, or (client)
  * the line stays silent for link_timeout_ms, which sends a status NACK. */
-/* Feed bytes; 1 when a message completed (filled into msg).  Bytes after
- * it are kept for the next pump. */
+/* Put n bytes back in front of the pending bytes. */
+static int unread(serial_impl *si, const uint8_t *p, size_t n)
+{
+    slink_port *sp = &si->sp;
+    if (n == 0)
+        return 0;
+    if (sp->pend_off < n) {
+        size_t need = n + sp->pend_len;
+        if (need > sp->pend_cap) {
+            uint8_t *b = realloc(sp->pending, need);
+            if (!b)
+                return -1;
+            sp->pending = b;
+            sp->pend_cap = need;
+        }
+        memmove(sp->pending + n, sp->pending + sp->pend_off, sp->pend_len);
+        sp->pend_off = n;
+    }
+    sp->pend_off -= n;
+    memcpy(sp->pending + sp->pend_off, p, n);
+    sp->pend_len += n;
+    return 0;
+}
+
+/* Feed bytes p[n] (a local buffer: writes during the feed may stash new
+ * input into the pending buffer).  1 when a message completed (filled into
+ * msg); the bytes after it go back to the pending buffer. */
 static int feed(serial_impl *si, const uint8_t *p, size_t n, pt_msg *msg)
 {
     size_t off = 0;
@@ -213,12 +282,8 @@ static int feed(serial_impl *si, const uint8_t *p, size_t n, pt_msg *msg)
         int got = 0;
         off += pt_slink_feed(&si->sp.l, p + off, n - off, &got);
         if (got) {
-            size_t rest = n - off;
-            if (rest > sizeof(si->sp.pending))
-                rest = sizeof(si->sp.pending);
-            memmove(si->sp.pending, p + off, rest);
-            si->sp.pend_off = 0;
-            si->sp.pend_len = rest;
+            if (unread(si, p + off, n - off))
+                return -1;
             msg->type = si->sp.l.in_type;
             msg->flags = 0;
             msg->seq = si->sp.l.in_seq;
@@ -231,38 +296,55 @@ static int feed(serial_impl *si, const uint8_t *p, size_t n, pt_msg *msg)
 }
 
 /* Read and feed until a message completes or the deadline passes; the
- * client, when the line stays silent for link_timeout_ms, asks for its
- * reply (a status NACK). */
+ * client, when the line stays silent, asks for its reply (a status NACK). */
 static int pump(serial_impl *si, const pt_link_opts *o, int client, uint32_t seq, int timeout_ms, pt_msg *msg)
 {
     double end = mono_ms() + timeout_ms;
     uint8_t buf[4096];
-    if (si->sp.pend_len) {
-        size_t n = si->sp.pend_len;
-        memcpy(buf, si->sp.pending + si->sp.pend_off, n);
-        si->sp.pend_len = 0;
-        int got = feed(si, buf, n, msg);
-        sync_stats(si);
-        if (got)
-            return 0;
-    }
+    /* silence before asking again: link_timeout_ms, doubling while the
+     * device stays silent (it may be busy), back to it when bytes come */
+    int quiet = o->link_timeout_ms > 0 ? o->link_timeout_ms : 200;
     for (;;) {
+        while (si->sp.pend_len) {
+            /* stashed bytes first (after a message, or taken in while a
+             * write was stalled), through the local buffer */
+            size_t k = si->sp.pend_len < sizeof(buf) ? si->sp.pend_len : sizeof(buf);
+            memcpy(buf, si->sp.pending + si->sp.pend_off, k);
+            si->sp.pend_off += k;
+            si->sp.pend_len -= k;
+            if (si->sp.pend_len == 0)
+                si->sp.pend_off = 0;
+            int got = feed(si, buf, k, msg);
+            sync_stats(si);
+            if (got < 0)
+                return PATCTL_ERR_NOMEM;
+            if (got)
+                return 0;
+        }
         double left = timeout_ms < 0 ? 1e9 : end - mono_ms();
         if (left <= 0)
             return PATCTL_ERR_TIMEOUT;
-        int slice = o->link_timeout_ms > 0 ? o->link_timeout_ms : 200;
+        int slice = quiet;
         if (left < slice)
             slice = (int)left + 1;
         enum sp_return r = sp_blocking_read_next(si->sp.port, buf, sizeof(buf), (unsigned)slice);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r < 0)
             return PATCTL_ERR_IO;
         if (r == 0) {
-            if (client && left > slice)
+            if (client && left > slice) {
                 pt_slink_poll(&si->sp.l, seq);
+                if (quiet < 2000)
+                    quiet *= 2;
+            }
             continue;
         }
+        quiet = o->link_timeout_ms > 0 ? o->link_timeout_ms : 200;
         int got = feed(si, buf, (size_t)r, msg);
         sync_stats(si);
+        if (got < 0)
+            return PATCTL_ERR_NOMEM;
         if (got)
             return 0;
     }
@@ -285,11 +367,19 @@ static int sc_wait(pt_client *c, uint32_t seq, int timeout_ms, pt_msg *reply)
     return pump(si, &c->o, 1, seq, timeout_ms, reply);
 }
 
+/* A new start on the line: drop what is buffered both ways and the link
+ * state.  The port is reopened only if it fails (a USB adapter that went
+ * away); closing a working port would hang up the other end of a pty. */
 static int sc_reconnect(pt_client *c, char *err, size_t errlen)
 {
     serial_impl *si = c->impl;
-    close_port(si);
-    int rc = open_port(si, c->address, &c->o, err, errlen);
+    int rc = 0;
+    if (!si->sp.port || sp_flush(si->sp.port, SP_BUF_BOTH) != SP_OK) {
+        close_port(si);
+        rc = open_port(si, c->address, &c->o, err, errlen);
+    }
+    si->sp.pend_len = 0;
+    si->sp.pend_off = 0;
     if (rc == 0)
         pt_slink_init(&si->sp.l, 0, c->o.mtu, port_write, &si->w, si->sp.frame_in, RX_FRAME_CAP,
                       si->sp.frame_out, si->sp.in, c->o.max_message, si->sp.have, HAVE_BYTES);

@@ -990,3 +990,19 @@ fail:
     free(s);
     return NULL;
 }
+
+int surrogate_osc_parts(surrogate *s, osc_model *m, const float **D)
+{
+    if (s && s->ops == &fitted_ops) {
+        fitted_impl *f = s->impl;
+        *m = *surrogate_osc_model(f->inner);
+        *D = f->D;
+        return 0;
+    }
+    osc_model *p = surrogate_osc_model(s);
+    if (!p)
+        return PATCTL_ERR_UNSUPPORTED;
+    *m = *p;
+    *D = p->q_noise;
+    return 0;
+}

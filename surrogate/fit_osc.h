@@ -121,4 +121,9 @@ int fit_osc_greybox(osc_model *m, float **D_out, const fit_set *d, const uint8_t
  * NULL).  Same theta layout as surrogate_osc_new ([C, e]).  Caller owns. */
 surrogate *surrogate_osc_fitted_new(const osc_model *m, const float *D);
 
+/* The parts of a plain or fitted oscillator surrogate: its model (copied
+ * into *m) and its correction D (borrowed, NULL if none).  0 or
+ * PATCTL_ERR_UNSUPPORTED for other kinds. */
+int surrogate_osc_parts(surrogate *s, osc_model *m, const float **D);
+
 #endif

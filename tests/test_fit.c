@@ -20,6 +20,7 @@
 #include "gradcheck.h"
 #include "controller/surrogates.h"
 #include "surrogate/fit_consts.h"
+#include "surrogate/fit_online.h"
 #include "surrogate/fit_npy.h"
 #include "surrogate/fit_osc.h"
 #include "surrogate/fit_set.h"
@@ -647,6 +648,106 @@ static void test_shg_circuit_recover_constants(void **state)
             "out_offset=0.005,dac_mismatch=0,adc_bits=0,noise_std=0.005", circ_truth, 40, 20);
 }
 
+/* ---- online refit during PAT (drift tracking) ---- */
+
+/* rms of s's prediction against the device on a fresh batch */
+static double online_rms(device *d, surrogate *s, const float *th, const float *x, int Bq)
+{
+    float yd[32 * 8], ys[32 * 8];
+    assert_int_equal(device_run(d, th, x, Bq, yd), 0);
+    assert_int_equal(surrogate_forward(s, d->sent_theta, d->sent_x, Bq, ys), 0);
+    double e = 0;
+    for (int i = 0; i < Bq * 8; i++)
+        e += ((double)ys[i] - yd[i]) * ((double)ys[i] - yd[i]);
+    return sqrt(e / (Bq * 8));
+}
+
+static void test_online_tracks_drift(void **state)
+{
+    (void)state;
+    enum { NN = 8, BQ = 32, STEPS = 300 };
+    const double period = 400.0, amp = 0.3;
+    device *d = open_osc("n=8,eta=0.1,j_noise=0,sigma=0.01,eta_drift=0.3,eta_drift_period=400", 4);
+    osc_model m = osc_model_nominal(NN);
+    fit_online_options oo;
+    fit_online_default_options(&oo);
+    oo.refit_every = 10, oo.window = 5, oo.coupling = 0;
+    surrogate *on = surrogate_osc_online_new(&m, NULL, &oo);
+    assert_non_null(on);
+    assert_true(surrogate_is_online(on));
+    float th[NN * NN + NN], x[BQ * NN], y[BQ * NN], ys[BQ * NN];
+    char err[256] = "";
+    double worst_late = 0;
+    for (int step = 0; step < STEPS; step++) {
+        fill(th, NN * NN + NN, 0.5f, 100 + step);
+        fill(x, BQ * NN, 1.2f, 500 + step);
+        assert_int_equal(device_run(d, th, x, BQ, y), 0);
+        assert_int_equal(surrogate_forward(on, d->sent_theta, d->sent_x, BQ, ys), 0);
+        assert_int_equal(surrogate_online_observe(on, d->sent_theta, d->sent_x, y, BQ, err, sizeof(err)), 0);
+        double eta_dev = 0.1 + amp * sin(2 * M_PI * (double)(d->next_id - 1) / period);
+        double eta_fit = surrogate_online_model(on)->k.eta;
+        if (step >= 50 && (step + 1) % 10 == 0) {
+            worst_late = fmax(worst_late, fabs(eta_fit - eta_dev));
+            if ((step + 1) % 50 == 0)
+                printf("  step %3d: device eta %+.3f, online surrogate eta %+.3f\n", step + 1, eta_dev, eta_fit);
+        }
+    }
+    /* a static surrogate fitted at the start drifts away; the online one follows */
+    double r_on = online_rms(d, on, th, x, BQ);
+    surrogate *st = surrogate_osc_new(&m);
+    double r_st = online_rms(d, st, th, x, BQ);
+    printf("  worst |eta error| after step 50: %.3f; prediction rms: online %.4f, nominal %.4f\n", worst_late,
+           r_on, r_st);
+    /* the window spans 5 steps of a 400-query period: the lag is small */
+    assert_true(worst_late < 0.08);
+    assert_true(r_on < 0.5 * r_st);
+    surrogate_destroy(&st);
+    surrogate_destroy(&on);
+    device_close(&d);
+}
+
+static void test_online_coupling_learns(void **state)
+{
+    (void)state;
+    enum { NN = 8, BQ = 32 };
+    device *d = open_osc("n=8,eta=0,j_noise=0.3,sigma=0.01", 6);
+    osc_model m = osc_model_nominal(NN);
+    fit_online_options oo;
+    fit_online_default_options(&oo);
+    oo.refit_every = 0, oo.lr = 3e-3;
+    surrogate *on = surrogate_osc_online_new(&m, NULL, &oo);
+    float th[NN * NN + NN], x[BQ * NN], y[BQ * NN], ys[BQ * NN];
+    char err[256] = "";
+    fill(th, NN * NN + NN, 0.5f, 7);
+    fill(x, BQ * NN, 1.2f, 8);
+    double r0 = online_rms(d, on, th, x, BQ);
+    for (int step = 0; step < 400; step++) {
+        fill(th, NN * NN + NN, 0.5f, 1000 + step);
+        fill(x, BQ * NN, 1.2f, 3000 + step);
+        assert_int_equal(device_run(d, th, x, BQ, y), 0);
+        assert_int_equal(surrogate_forward(on, d->sent_theta, d->sent_x, BQ, ys), 0);
+        assert_int_equal(surrogate_online_observe(on, d->sent_theta, d->sent_x, y, BQ, err, sizeof(err)), 0);
+    }
+    fill(th, NN * NN + NN, 0.5f, 7);
+    fill(x, BQ * NN, 1.2f, 8);
+    double r1 = online_rms(d, on, th, x, BQ);
+    printf("  online coupling correction: prediction rms %.4f -> %.4f (noise ~0.009)\n", r0, r1);
+    assert_true(r1 < 0.4 * r0);
+    surrogate_destroy(&on);
+    device_close(&d);
+    /* an online surrogate keeps an exact VJP (with a correction in place) */
+    float qn[N * N];
+    osc_model gm = gap_model(qn);
+    sctx c = {.s = surrogate_osc_online_new(&gm, qn, &oo)};
+    assert_non_null(c.s);
+    float p[B * N + N * N + N];
+    fill(p, B * N, 0.8f, 61);
+    fill(p + B * N, N * N + N, 0.4f, 62);
+    double e = gradcheck("online osc x,theta", f_s, v_s, &c, p, B * N + N * N + N, B * N, 1e-2, 5, 7);
+    assert_true(e < 2e-3);
+    surrogate_destroy(&c.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -661,6 +762,8 @@ int main(void)
         cmocka_unit_test(test_mlp_trains_on_device_data),
         cmocka_unit_test(test_consts_columns_match_vjp),
         cmocka_unit_test(test_shg_circuit_recover_constants),
+        cmocka_unit_test(test_online_tracks_drift),
+        cmocka_unit_test(test_online_coupling_learns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,6 +149,12 @@ static void test_collect_fit_train(void **state)
     st = run(cmd, out, sizeof(out));
     printf("%s", out);
     assert_int_equal(st, 0);
+    /* PAT with online refit (constants every 3 steps, coupling every step) */
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --surrogate "
+             "osc12=online,every=3,window=4:fitted:%s/data/fit/greybox.json --out %s/run2b", cfg, dir, dir);
+    st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
 }
 
 /* a physics model other than the oscillators: SHG constants by LM, stored
@@ -224,6 +230,10 @@ static void test_errors(void **state)
              "--out %s/run5", cfg, dir);
     assert_int_equal(run(cmd, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "/nonexistent.json"));
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --surrogate osc12=online,bogus=1:nominal "
+             "--out %s/run6", cfg, dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "bogus"));
     /* fit on a directory that is not collected data */
     snprintf(cmd, sizeof(cmd), PATCTL_BIN " fit %s", dir);
     assert_int_equal(run(cmd, out, sizeof(out)), 1);

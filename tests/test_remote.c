@@ -116,6 +116,21 @@ typedef struct proc {
     char addr[256];
 } proc;
 
+/* Every server started, so that a failed test (cmocka longjmps out of it)
+ * still stops them in its teardown. */
+static pid_t spawned[32];
+static int n_spawned;
+
+static int kill_spawned(void **state)
+{
+    (void)state;
+    for (int i = 0; i < n_spawned; i++)
+        if (spawned[i] > 0 && kill(spawned[i], SIGKILL) == 0)
+            waitpid(spawned[i], NULL, 0);
+    n_spawned = 0;
+    return 0;
+}
+
 /* Start `patctl serve ARGS...` and wait for its "ready on ADDR" line. */
 static int proc_start(proc *p, const char *const *args)
 {
@@ -138,6 +153,8 @@ static int proc_start(proc *p, const char *const *args)
     int rc = posix_spawn(&p->pid, PATCTL_BIN, &fa, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(fd[1]);
+    if (rc == 0 && n_spawned < (int)(sizeof(spawned) / sizeof(spawned[0])))
+        spawned[n_spawned++] = p->pid;
     if (rc) {
         close(fd[0]);
         return -1;
@@ -163,6 +180,9 @@ static int proc_stop(proc *p)
     if (p->pid > 0) {
         kill(p->pid, SIGTERM);
         waitpid(p->pid, &status, 0);
+        for (int i = 0; i < n_spawned; i++)
+            if (spawned[i] == p->pid)
+                spawned[i] = 0;
         p->pid = 0;
     }
     return status;
@@ -385,7 +405,7 @@ static void test_delays_nan_short(void **state)
     snprintf(a0, sizeof(a0), "ipc:///tmp/patctl-test-%d-f0.ipc", (int)getpid());
     snprintf(a1, sizeof(a1), "ipc:///tmp/patctl-test-%d-f1.ipc", (int)getpid());
     const char *args0[] = {"--device", "oscillators", "--options", osc_opts[0], "--zmq", a0,
-                           "--fault-delay-every", "4", "--fault-delay-ms", "900", NULL};
+                           "--fault-delay-every", "4", "--fault-delay-ms", "2500", NULL};
     const char *args1[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1,
                            "--fault-nan-every", "3", "--fault-short-every", "5", NULL};
     proc p0, p1;
@@ -393,7 +413,7 @@ static void test_delays_nan_short(void **state)
     assert_int_equal(proc_start(&p1, args1), 0);
     run_config c;
     base_config(&c, MODE_PAT);
-    make_remote(&c, 0, a0, "timeout_ms=400,retries=3,backoff_ms=10");
+    make_remote(&c, 0, a0, "timeout_ms=1500,retries=4,backoff_ms=10");
     make_remote(&c, 1, a1, NULL);
     static train_result rs;
     train_result *r = &rs;
@@ -617,11 +637,11 @@ int main(void)
         cmocka_unit_test(test_server_boundary),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_remote_curve),
-        cmocka_unit_test(test_serve_tcp_identical),
+        cmocka_unit_test_teardown(test_serve_tcp_identical, kill_spawned),
         cmocka_unit_test(test_overlap_identical),
         cmocka_unit_test(test_serial_identical),
-        cmocka_unit_test(test_server_killed_and_restarted),
-        cmocka_unit_test(test_delays_nan_short),
+        cmocka_unit_test_teardown(test_server_killed_and_restarted, kill_spawned),
+        cmocka_unit_test_teardown(test_delays_nan_short, kill_spawned),
         cmocka_unit_test(test_serial_noise),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

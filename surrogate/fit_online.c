@@ -1,0 +1,267 @@
+/* The online oscillator surrogate (see fit_online.h). */
+#include "surrogate/fit_online.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patctl/error.h"
+
+void fit_online_default_options(fit_online_options *o)
+{
+    o->refit_every = 50;
+    o->window = 20;
+    o->mask = OSC_K_ALL;
+    o->coupling = 1;
+    o->lr = 1e-3;
+}
+
+int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t errlen)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", text);
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        char *eq = strchr(t, '='), *end;
+        if (!eq) {
+            snprintf(err, errlen, "online option '%s': expected key=value", t);
+            return PATCTL_ERR_ARG;
+        }
+        *eq = '\0';
+        double v = strtod(eq + 1, &end);
+        if (end == eq + 1 || *end || !(v >= 0)) {
+            snprintf(err, errlen, "online option %s: expected a number >= 0, got '%s'", t, eq + 1);
+            return PATCTL_ERR_ARG;
+        }
+        if (strcmp(t, "every") == 0) o->refit_every = (int)v;
+        else if (strcmp(t, "window") == 0 && v >= 1) o->window = (int)v;
+        else if (strcmp(t, "lr") == 0) o->lr = v;
+        else if (strcmp(t, "coupling") == 0) o->coupling = v != 0;
+        else if (strcmp(t, "consts") == 0) o->refit_every = v != 0 ? (o->refit_every ? o->refit_every : 50) : 0;
+        else {
+            snprintf(err, errlen, "online option '%s': expected every, window, lr, coupling or consts", t);
+            return PATCTL_ERR_ARG;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    osc_model m;            /* current model; m.q_noise = D */
+    fit_online_options o;
+    float *A, *D, *mA, *vA; /* [N,N] */
+    float *gth;             /* [n_theta] backward scratch */
+    float *ylast, *gy;      /* [cap,N] */
+    osc_tape *tape;
+    int cap, B_last;
+    long steps, adam_t;
+    /* the window: the last `window` batches */
+    float *w_theta;         /* [window, n_theta] */
+    float *w_x, *w_y;       /* [window, cap, N] */
+    int *w_B;
+    int w_n, w_head;
+} online_impl;
+
+static int ensure(online_impl *o, int B)
+{
+    if (B <= o->cap)
+        return 0;
+    int n = o->m.n, W = o->o.window;
+    osc_tape *t = osc_tape_alloc(n, B, o->m.steps);
+    float *yl = malloc(sizeof(float) * (size_t)B * (size_t)n);
+    float *gy = malloc(sizeof(float) * (size_t)B * (size_t)n);
+    float *wx = o->o.refit_every ? calloc((size_t)W * (size_t)B * (size_t)n, sizeof(float)) : NULL;
+    float *wy = o->o.refit_every ? calloc((size_t)W * (size_t)B * (size_t)n, sizeof(float)) : NULL;
+    if (!t || !yl || !gy || (o->o.refit_every && (!wx || !wy))) {
+        osc_tape_free(t);
+        free(yl), free(gy), free(wx), free(wy);
+        return PATCTL_ERR_NOMEM;
+    }
+    /* the window restarts when the batch grows (rare: the first steps) */
+    osc_tape_free(o->tape);
+    free(o->ylast), free(o->gy), free(o->w_x), free(o->w_y);
+    o->tape = t, o->ylast = yl, o->gy = gy, o->w_x = wx, o->w_y = wy;
+    o->cap = B;
+    o->w_n = o->w_head = 0;
+    return 0;
+}
+
+static int on_forward(surrogate *s, const float *theta, const float *x, int B, float *y)
+{
+    online_impl *o = s->impl;
+    int rc = ensure(o, B);
+    if (rc)
+        return rc;
+    long nn = (long)o->m.n * o->m.n;
+    if ((rc = osc_forward(&o->m, theta, theta + nn, x, NULL, B, y, o->tape)))
+        return rc;
+    memcpy(o->ylast, y, sizeof(float) * (size_t)B * (size_t)o->m.n);
+    o->B_last = B;
+    return 0;
+}
+
+static int on_backward(surrogate *s, const float *gy, float *gx, float *gtheta)
+{
+    online_impl *o = s->impl;
+    long nn = (long)o->m.n * o->m.n;
+    if (!o->tape)
+        return PATCTL_ERR_STATE;
+    return osc_backward(&o->m, o->tape, gy, gx, gtheta, gtheta ? gtheta + nn : NULL, NULL);
+}
+
+static void on_destroy(surrogate *s)
+{
+    online_impl *o = s->impl;
+    if (o) {
+        osc_tape_free(o->tape);
+        free(o->A), free(o->D), free(o->mA), free(o->vA), free(o->gth);
+        free(o->ylast), free(o->gy), free(o->w_theta), free(o->w_x), free(o->w_y), free(o->w_B);
+    }
+    free(o);
+    free(s);
+}
+
+static const surrogate_ops online_ops = {
+    .kind = "oscillators-online",
+    .forward = on_forward,
+    .backward = on_backward,
+    .destroy = on_destroy,
+};
+
+surrogate *surrogate_osc_online_new(const osc_model *m, const float *D, const fit_online_options *opt)
+{
+    surrogate *s = calloc(1, sizeof(*s));
+    online_impl *o = calloc(1, sizeof(*o));
+    if (!s || !o)
+        goto fail;
+    int n = m->n;
+    size_t nn = (size_t)n * (size_t)n, nt = nn + (size_t)n;
+    o->m = *m;
+    o->o = *opt;
+    if (o->o.window < 1)
+        o->o.window = 1;
+    o->A = calloc(nn, sizeof(float));
+    o->D = calloc(nn, sizeof(float));
+    o->mA = calloc(nn, sizeof(float));
+    o->vA = calloc(nn, sizeof(float));
+    o->gth = malloc(sizeof(float) * nt);
+    o->w_B = calloc((size_t)o->o.window, sizeof(int));
+    o->w_theta = o->o.refit_every ? malloc(sizeof(float) * (size_t)o->o.window * nt) : NULL;
+    if (!o->A || !o->D || !o->mA || !o->vA || !o->gth || !o->w_B || (o->o.refit_every && !o->w_theta))
+        goto fail;
+    if (D) /* A from D's off-diagonal: L(sym(A)) = D when D has that structure */
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                o->A[(long)i * n + j] = i == j ? 0.0f : 0.5f * (D[(long)i * n + j] + D[(long)j * n + i]);
+    osc_laplacian_sym(o->D, o->A, n);
+    o->m.q_noise = o->D;
+    s->ops = &online_ops;
+    s->impl = o;
+    s->n_in = s->n_out = n;
+    s->n_theta = (long)nt;
+    return s;
+fail:
+    if (s && o) {
+        s->impl = o;
+        on_destroy(s);
+        return NULL;
+    }
+    free(o);
+    free(s);
+    return NULL;
+}
+
+int surrogate_is_online(surrogate *s) { return s && s->ops == &online_ops; }
+
+const osc_model *surrogate_online_model(surrogate *s)
+{
+    return surrogate_is_online(s) ? &((online_impl *)s->impl)->m : NULL;
+}
+
+/* LM on the constants over the window */
+static int refit(online_impl *o, char *err, size_t errlen)
+{
+    int n = o->m.n;
+    long nt = (long)n * n + n, S = 0;
+    for (int i = 0; i < o->w_n; i++)
+        S += o->w_B[i];
+    fit_set d;
+    int rc = fit_set_alloc(&d, n, n, nt, S, o->w_n, 0, 0);
+    if (rc)
+        return rc;
+    long row = 0;
+    for (int i = 0; i < o->w_n; i++) {
+        int B = o->w_B[i];
+        memcpy(d.theta + (long)i * nt, o->w_theta + (long)i * nt, sizeof(float) * (size_t)nt);
+        memcpy(d.x + row * n, o->w_x + (long)i * o->cap * n, sizeof(float) * (size_t)B * (size_t)n);
+        memcpy(d.y + row * n, o->w_y + (long)i * o->cap * n, sizeof(float) * (size_t)B * (size_t)n);
+        for (int b = 0; b < B; b++)
+            d.setting[row + b] = i;
+        row += B;
+    }
+    fit_osc_options fo;
+    fit_osc_default_options(&fo);
+    fo.mask = o->o.mask;
+    fo.max_iter = 20;
+    fit_osc_result r;
+    memset(&r, 0, sizeof(r));
+    osc_model trial = o->m;
+    rc = fit_osc_consts(&trial, &d, NULL, &fo, &r, err, errlen);
+    if (!rc)
+        o->m.k = trial.k; /* keep the old constants if the refit failed */
+    fit_set_free(&d);
+    return rc == PATCTL_ERR_NUMERIC ? 0 : rc; /* a diverging trial is skipped, not fatal */
+}
+
+int surrogate_online_observe(surrogate *s, const float *theta, const float *x, const float *y_dev,
+                             int B, char *err, size_t errlen)
+{
+    if (!surrogate_is_online(s))
+        return PATCTL_ERR_ARG;
+    online_impl *o = s->impl;
+    int n = o->m.n;
+    long nn = (long)n * n, nt = nn + n, len = (long)B * n;
+    if (B != o->B_last || B > o->cap) {
+        snprintf(err, errlen, "online surrogate: observe() must follow the forward of the same batch");
+        return PATCTL_ERR_STATE;
+    }
+    for (long i = 0; i < len; i++)
+        if (!isfinite(y_dev[i]))
+            return 0; /* never learn from a bad measurement */
+    o->steps++;
+    if (o->o.refit_every) {
+        int slot = o->w_head;
+        memcpy(o->w_theta + (long)slot * nt, theta, sizeof(float) * (size_t)nt);
+        memcpy(o->w_x + (long)slot * o->cap * n, x, sizeof(float) * (size_t)len);
+        memcpy(o->w_y + (long)slot * o->cap * n, y_dev, sizeof(float) * (size_t)len);
+        o->w_B[slot] = B;
+        o->w_head = (slot + 1) % o->o.window;
+        if (o->w_n < o->o.window)
+            o->w_n++;
+    }
+    if (o->o.coupling && fabsf(o->m.k.coupling_gain) > 1e-3f) {
+        float sc = 1.0f / (float)len;
+        for (long i = 0; i < len; i++)
+            o->gy[i] = (o->ylast[i] - y_dev[i]) * sc;
+        memset(o->gth, 0, sizeof(float) * (size_t)nt);
+        int rc = osc_backward(&o->m, o->tape, o->gy, NULL, o->gth, NULL, NULL);
+        if (rc)
+            return rc;
+        o->adam_t++;
+        const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, ig = 1.0f / o->m.k.coupling_gain;
+        float c1 = 1.0f / (1.0f - powf(b1, (float)o->adam_t)), c2 = 1.0f / (1.0f - powf(b2, (float)o->adam_t));
+        float lr = (float)o->o.lr;
+        for (long j = 0; j < nn; j++) {
+            float g = o->gth[j] * ig;
+            o->mA[j] = b1 * o->mA[j] + (1 - b1) * g;
+            o->vA[j] = b2 * o->vA[j] + (1 - b2) * g * g;
+            o->A[j] -= lr * (o->mA[j] * c1) / (sqrtf(o->vA[j] * c2) + eps);
+        }
+        for (int i = 0; i < n; i++)
+            o->A[(long)i * n + i] = 0.0f;
+        osc_laplacian_sym(o->D, o->A, n);
+    }
+    if (o->o.refit_every && o->steps % o->o.refit_every == 0)
+        return refit(o, err, errlen);
+    return 0;
+}

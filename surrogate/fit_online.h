@@ -1,0 +1,52 @@
+/* Online refit during PAT: an oscillator surrogate that keeps learning from
+ * the measurements the run makes (drift tracking).
+ *
+ * After each PAT step (forward on the device, surrogate forward at what was
+ * sent, backward through the surrogate), the controller shows the surrogate
+ * what the device measured for the batch it was just evaluated at
+ * (surrogate_online_observe).  Then
+ *   - coupling: one Adam step on the coupling correction D = L(sym(A)) on
+ *     the batch's residual 1/2 |y_surrogate - y_device|^2 (exact VJP: the
+ *     gradient w.r.t. A is gC / coupling_gain, see fit_osc.h);
+ *   - every `refit_every` steps: the calibration constants are refitted by
+ *     trust-region LM (fit_osc_consts) on the last `window` batches.
+ * State (A, Adam moments, the window) lives in the surrogate; it is not part
+ * of a run's checkpoints. */
+#ifndef PATCTL_FIT_ONLINE_H
+#define PATCTL_FIT_ONLINE_H
+
+#include <stddef.h>
+
+#include "surrogate/fit_osc.h"
+
+typedef struct fit_online_options {
+    int refit_every;        /* steps between constants refits, 0 = never (default 50) */
+    int window;             /* batches kept for a refit (default 20) */
+    unsigned mask;          /* constants refitted (default OSC_K_ALL) */
+    int coupling;           /* Adam step on D every step (default 1) */
+    double lr;              /* Adam learning rate for A (default 1e-3) */
+} fit_online_options;
+
+void fit_online_default_options(fit_online_options *o);
+
+/* Parse "every=N,window=W,lr=X,coupling=0|1,consts=0|1" into o (keys not
+ * given keep their value).  0 or PATCTL_ERR_ARG with a message. */
+int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t errlen);
+
+/* An online surrogate starting from model m and correction D [N,N] (copied;
+ * NULL = none).  theta = [C, e] like the oscillator surrogate.  Caller owns. */
+surrogate *surrogate_osc_online_new(const osc_model *m, const float *D, const fit_online_options *o);
+
+/* 1 if s is an online surrogate. */
+int surrogate_is_online(surrogate *s);
+
+/* What the device measured, y_dev [B, N], for the batch of the surrogate's
+ * last forward (theta, x: what was sent).  Updates the surrogate as above.
+ * 0 or PATCTL_ERR_* (message in err). */
+int surrogate_online_observe(surrogate *s, const float *theta, const float *x, const float *y_dev,
+                             int B, char *err, size_t errlen);
+
+/* The current model (constants; q_noise = the current D), or NULL. */
+const osc_model *surrogate_online_model(surrogate *s);
+
+#endif
