@@ -54,6 +54,8 @@ static int stash_input(slink_port *sp)
             }
             if (sp->pend_len + 4096 > sp->pend_cap) {
                 size_t cap = sp->pend_cap ? 2 * sp->pend_cap : 65536;
+                while (cap < sp->pend_len + 4096) /* unread() may have left a small cap */
+                    cap *= 2;
                 uint8_t *b = realloc(sp->pending, cap);
                 if (!b)
                     return -1;
