@@ -25,7 +25,9 @@ for spec in "$@"; do
   git -C "$here" archive "$rev" | tar -x -C "$dir/src"
   if [ ! -f "$dir/src/bench/bench_step.c" ]; then
     mkdir -p "$dir/src/bench"
-    cp "$here/bench/bench_step.c" "$here/bench/CMakeLists.txt" "$dir/src/bench/"
+    cp "$here/bench/bench_step.c" "$dir/src/bench/"
+    printf 'add_executable(bench_step bench_step.c)\ntarget_link_libraries(bench_step PRIVATE patctl_controller)\n' \
+      > "$dir/src/bench/CMakeLists.txt"
     grep -q 'add_subdirectory(bench)' "$dir/src/CMakeLists.txt" ||
       sed -i 's/^add_subdirectory(controller)$/add_subdirectory(controller)\nadd_subdirectory(bench)/' "$dir/src/CMakeLists.txt"
   fi

@@ -41,6 +41,10 @@ static void fit_usage(FILE *f)
         "  --gn-iter N        greybox: Gauss-Newton iterations (default 30)\n"
         "  --cg-iter N        greybox: CG iterations per step (default 30)\n"
         "  --max-resid N      consts: residuals used by LM (default 4000000)\n"
+        "  --coupling-method M  greybox: gn (default) | adam (first-order, for large\n"
+        "                     devices: rounds of Adam on the coupling, then LM on the constants)\n"
+        "  --adam-epochs N --adam-rounds N --adam-lr X --adam-batch SETTINGS\n"
+        "                     adam: epochs per round (20), rounds (3), lr (3e-3), settings per step (2)\n"
         "  --mlp-width N      hidden units (default 256)\n"
         "  --mlp-depth N      hidden layers (default 2)\n"
         "  --mlp-epochs N     maximum epochs (default 300)\n"
@@ -260,6 +264,21 @@ int cmd_fit(int argc, char **argv)
         } else if ((v = opt_value(argc, argv, &i, "--cg-iter"))) {
             if (num(v, 1, 100000, &d)) goto bad;
             fo.cg_iter = (int)d;
+        } else if ((v = opt_value(argc, argv, &i, "--coupling-method"))) {
+            if (strcmp(v, "gn") == 0) fo.method = FIT_COUPLING_GN;
+            else if (strcmp(v, "adam") == 0) fo.method = FIT_COUPLING_ADAM;
+            else goto bad;
+        } else if ((v = opt_value(argc, argv, &i, "--adam-epochs"))) {
+            if (num(v, 1, 100000, &d)) goto bad;
+            fo.epochs = (int)d;
+        } else if ((v = opt_value(argc, argv, &i, "--adam-rounds"))) {
+            if (num(v, 1, 1000, &d)) goto bad;
+            fo.rounds = (int)d;
+        } else if ((v = opt_value(argc, argv, &i, "--adam-lr"))) {
+            if (num(v, 1e-8, 10, &fo.lr)) goto bad;
+        } else if ((v = opt_value(argc, argv, &i, "--adam-batch"))) {
+            if (num(v, 1, 1e6, &d)) goto bad;
+            fo.batch_settings = (int)d;
         } else if ((v = opt_value(argc, argv, &i, "--max-resid"))) {
             if (num(v, 10, 1e10, &d)) goto bad;
             fo.max_resid = (long)d;

@@ -10,8 +10,8 @@
 
 void fit_online_default_options(fit_online_options *o)
 {
-    o->refit_every = 50;
-    o->window = 20;
+    o->refit_every = 100;
+    o->window = 10;
     o->mask = OSC_K_ALL;
     o->coupling = 1;
     o->lr = 1e-3;
@@ -37,7 +37,7 @@ int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t 
         else if (strcmp(t, "window") == 0 && v >= 1) o->window = (int)v;
         else if (strcmp(t, "lr") == 0) o->lr = v;
         else if (strcmp(t, "coupling") == 0) o->coupling = v != 0;
-        else if (strcmp(t, "consts") == 0) o->refit_every = v != 0 ? (o->refit_every ? o->refit_every : 50) : 0;
+        else if (strcmp(t, "consts") == 0) o->refit_every = v != 0 ? (o->refit_every ? o->refit_every : 100) : 0;
         else {
             snprintf(err, errlen, "online option '%s': expected every, window, lr, coupling or consts", t);
             return PATCTL_ERR_ARG;
@@ -202,7 +202,7 @@ static int refit(online_impl *o, char *err, size_t errlen)
     fit_osc_options fo;
     fit_osc_default_options(&fo);
     fo.mask = o->o.mask;
-    fo.max_iter = 20;
+    fo.max_iter = 10;
     fit_osc_result r;
     memset(&r, 0, sizeof(r));
     osc_model trial = o->m;

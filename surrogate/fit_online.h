@@ -20,8 +20,8 @@
 #include "surrogate/fit_osc.h"
 
 typedef struct fit_online_options {
-    int refit_every;        /* steps between constants refits, 0 = never (default 50) */
-    int window;             /* batches kept for a refit (default 20) */
+    int refit_every;        /* steps between constants refits, 0 = never (default 100) */
+    int window;             /* batches kept for a refit (default 10) */
     unsigned mask;          /* constants refitted (default OSC_K_ALL) */
     int coupling;           /* Adam step on D every step (default 1) */
     double lr;              /* Adam learning rate for A (default 1e-3) */
