@@ -51,6 +51,12 @@ static void train_usage(FILE *f)
         "  --eval-every N    test on the device every N epochs (default 0: at the end)\n"
         "  --spsa-c X        SPSA perturbation size (default 0.1; use with --lr 0.01)\n"
         "  --spsa-samples N  SPSA perturbation pairs per step (default 1)\n"
+        "  --max-failed-steps N  a step whose device query fails (timeout, I/O, bad\n"
+        "                    reply, disconnected) after the retries is skipped: nothing\n"
+        "                    applied, the fault logged, the batch dropped; N failed\n"
+        "                    steps in a row (or N failed tries of one evaluation batch)\n"
+        "                    stop the run with status fail (default 5; 0 = stop at the\n"
+        "                    first)\n"
         "  --data DIR        Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)\n"
         "  --synthetic       use the built-in synthetic 14x14 dataset instead\n"
         "  --eta X           device truth: nonlinearity detuning (default 0.1)\n"
@@ -131,7 +137,9 @@ static void help_config(void)
            "[train] mode = pat | insilico | ideal | spsa; optimizer = adam | sgd;\n"
            "  schedule = constant | step (x lr_gamma every lr_step epochs) | cosine (to 0\n"
            "  over the run), warmup = N steps; eval_every = N epochs (0 = at the end);\n"
-           "  spsa_c / spsa_samples: SPSA's perturbation size and pairs per step.\n"
+           "  spsa_c / spsa_samples: SPSA's perturbation size and pairs per step;\n"
+           "  max_failed_steps = N device-faulted steps in a row skipped before the run\n"
+           "  stops (0 = stop at the first).\n"
            "[logging] journal = all | every N | off; checkpoint_every = N steps (0 =\n"
            "  epoch ends only); keep_checkpoints = N mid-epoch ones; progress = auto |\n"
            "  bar | lines | off.\n"
@@ -229,6 +237,9 @@ static int parse_options(int argc, char **argv, train_cli *cli)
         } else if ((v = opt_value(argc, argv, &i, "--spsa-c"))) {
             if (parse_double(v, &d) || !(d > 0)) goto bad;
             c->spsa_c = d;
+        } else if ((v = opt_value(argc, argv, &i, "--max-failed-steps"))) {
+            if (parse_long(v, 0, 1000000, &l)) goto bad;
+            c->max_failed_steps = (int)l;
         } else if ((v = opt_value(argc, argv, &i, "--spsa-samples"))) {
             if (parse_long(v, 1, 1000, &l)) goto bad;
             c->spsa_samples = (int)l;
@@ -423,6 +434,7 @@ int cmd_train(int argc, char **argv)
     /* the stop record, on every path once the store is open */
     if (rs) {
         runstore_stop stop = {.status = status, .reason = rc ? err : NULL, .steps = res ? res->steps : 0,
+                              .skipped_steps = res ? res->skipped_steps : 0,
                               .epochs_done = res ? res->epochs_done : 0,
                               .dev = res ? res->all_dev : (device_stats){0},
                               .test_accuracy = res && rc == 0 ? res->test_accuracy : -1,

@@ -30,6 +30,7 @@ void config_defaults(run_config *c)
     c->seed = 0;
     c->spsa_c = 0.1;
     c->spsa_samples = 1;
+    c->max_failed_steps = 5;
     c->journal = JOURNAL_ALL;
     c->journal_every = 1;
     c->checkpoint_every = 100;
@@ -199,6 +200,8 @@ int config_equal(const run_config *a, const run_config *b, char *diff, size_t di
     DIFF(a->spsa_c != b->spsa_c, "[train] spsa_c: %g vs %g", a->spsa_c, b->spsa_c);
     DIFF(a->spsa_samples != b->spsa_samples, "[train] spsa_samples: %d vs %d", a->spsa_samples,
          b->spsa_samples);
+    DIFF(a->max_failed_steps != b->max_failed_steps, "[train] max_failed_steps: %d vs %d",
+         a->max_failed_steps, b->max_failed_steps);
     DIFF(a->journal != b->journal || (a->journal == JOURNAL_EVERY && a->journal_every != b->journal_every),
          "[logging] journal differs");
     DIFF(a->checkpoint_every != b->checkpoint_every, "[logging] checkpoint_every: %ld vs %ld",

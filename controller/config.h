@@ -89,6 +89,10 @@ typedef struct run_config {
     uint64_t seed;
     double spsa_c;          /* SPSA: perturbation size (parameter units) */
     int spsa_samples;       /* SPSA: perturbation pairs averaged per step */
+    int max_failed_steps;   /* consecutive training steps (or retries of one evaluation
+                               batch) that may fail with a device fault before the run
+                               stops; a failed step is skipped, nothing applied (0 =
+                               stop at the first device fault) */
     /* [logging] */
     journal_mode journal;
     long journal_every;     /* JOURNAL_EVERY: every N-th query of each device */

@@ -439,9 +439,11 @@ static void train_key(parser *p, const char *k, const char *v)
         get_double(p, k, v, 0, 1, 1e3, 0, "a number > 0", &c->spsa_c);
     } else if (strcmp(k, "spsa_samples") == 0) {
         get_int(p, k, v, 1, 1000, &c->spsa_samples);
+    } else if (strcmp(k, "max_failed_steps") == 0) {
+        get_int(p, k, v, 0, 1000000, &c->max_failed_steps);
     } else {
         unknown_key(p, k, "mode, optimizer, lr, momentum, schedule, lr_gamma, lr_step, warmup, epochs, "
-                    "batch, eval_batch, eval_every, seed, spsa_c, spsa_samples");
+                    "batch, eval_batch, eval_every, seed, spsa_c, spsa_samples, max_failed_steps");
     }
 }
 

@@ -43,7 +43,7 @@ static const char *const SCHEMA =
     " resumed_from INTEGER, stopped REAL, status TEXT, reason TEXT, steps INTEGER,"
     " epochs_done INTEGER, device_queries INTEGER, device_samples INTEGER, ramp_steps INTEGER,"
     " clamped INTEGER, rejected INTEGER, faults INTEGER, retries INTEGER, device_seconds REAL,"
-    " test_accuracy REAL, devices_safe INTEGER, store_seconds REAL);\n"
+    " test_accuracy REAL, devices_safe INTEGER, store_seconds REAL, skipped_steps INTEGER);\n"
     "CREATE TABLE step("
     " step INTEGER PRIMARY KEY, session INTEGER, epoch INTEGER, t REAL, batch INTEGER, lr REAL,"
     " loss REAL, accuracy REAL, device_seconds REAL, compute_seconds REAL, device_queries INTEGER);\n"
@@ -68,7 +68,7 @@ static const char *const SCHEMA =
     " final INTEGER, epoch_end INTEGER, train_seconds REAL, n_params INTEGER, params BLOB,"
     " optimizer TEXT, opt_t INTEGER, opt_m BLOB, opt_v BLOB, rng BLOB, data_order BLOB,"
     " epoch_steps INTEGER, hits INTEGER, seen INTEGER, loss_sum REAL, dev_s REAL, all_s REAL,"
-    " eval_queries INTEGER, eval_samples INTEGER, eval_seconds REAL);\n"
+    " eval_queries INTEGER, eval_samples INTEGER, eval_seconds REAL, skipped INTEGER);\n"
     "CREATE TABLE checkpoint_device("
     " checkpoint INTEGER, device INTEGER, next_id INTEGER, has_last INTEGER, last_theta BLOB,"
     " queries INTEGER, samples INTEGER, ramp_steps INTEGER, clamped INTEGER, rejected INTEGER,"
@@ -372,6 +372,28 @@ int runstore_create(runstore **out, const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+/* Columns added to schema 1 after stores were written with it (skipped
+ * steps): an older store gets them (NULL = 0) when opened for writing. */
+static int add_missing_columns(runstore *rs)
+{
+    static const char *const add[][3] = {{"session", "skipped_steps", "INTEGER"},
+                                         {"checkpoint", "skipped", "INTEGER"}};
+    for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++) {
+        char sql[200];
+        snprintf(sql, sizeof(sql), "SELECT %s FROM %s LIMIT 0", add[i][1], add[i][0]);
+        sqlite3_stmt *st = NULL;
+        int have = sqlite3_prepare_v2(rs->db, sql, -1, &st, NULL) == SQLITE_OK;
+        sqlite3_finalize(st);
+        if (have)
+            continue;
+        snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", add[i][0], add[i][1], add[i][2]);
+        int rc = exec(rs, sql);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int runstore_open(runstore **out, const char *dir, int writable, char *err, size_t errlen)
 {
     char path[1200];
@@ -397,7 +419,8 @@ int runstore_open(runstore **out, const char *dir, int writable, char *err, size
         runstore_close(out);
         return PATCTL_ERR_FORMAT;
     }
-    if (writable && ((rc = exec(rs, "PRAGMA synchronous = NORMAL")) || (rc = prepare_all(rs)) ||
+    if (writable && ((rc = exec(rs, "PRAGMA synchronous = NORMAL")) || (rc = add_missing_columns(rs)) ||
+                     (rc = prepare_all(rs)) ||
                      (rc = start_checkpointer(rs)))) {
         snprintf(err, errlen, "%s: %s", path, rs->err);
         runstore_close(out);
@@ -662,7 +685,7 @@ int runstore_session_end(runstore *rs, const runstore_stop *s)
         rc = prepare(rs, &st, "UPDATE session SET stopped=?, status=?, reason=?, steps=?, epochs_done=?,"
                               " device_queries=?, device_samples=?, ramp_steps=?, clamped=?, rejected=?,"
                               " faults=?, retries=?, device_seconds=?, test_accuracy=?, devices_safe=?,"
-                              " store_seconds=? WHERE id=?");
+                              " store_seconds=?, skipped_steps=? WHERE id=?");
     if (!rc) {
         sqlite3_bind_double(st, 1, wall_now());
         sqlite3_bind_text(st, 2, s->status, -1, SQLITE_TRANSIENT);
@@ -682,7 +705,8 @@ int runstore_session_end(runstore *rs, const runstore_stop *s)
             sqlite3_bind_double(st, 14, s->test_accuracy);
         sqlite3_bind_int(st, 15, s->devices_safe);
         sqlite3_bind_double(st, 16, rs->seconds);
-        sqlite3_bind_int64(st, 17, rs->session);
+        sqlite3_bind_int64(st, 17, s->skipped_steps);
+        sqlite3_bind_int64(st, 18, rs->session);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = set_err(rs, PATCTL_ERR_IO, "writing the stop record");
     }
@@ -803,6 +827,22 @@ static void log_cb(void *user, const char *dev, int level, const char *msg)
     sqlite3_bind_text(st, 5, msg, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) != SQLITE_DONE)
         set_err(rs, PATCTL_ERR_IO, "storing a device log message");
+}
+
+void runstore_log(runstore *rs, const char *source, int level, const char *msg)
+{
+    static const char *tag[] = {"info", "warning", "fault"};
+    if (rs->failed || tx(rs))
+        return;
+    sqlite3_stmt *st = rs->ins_log;
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, rs->session);
+    sqlite3_bind_double(st, 2, wall_now());
+    sqlite3_bind_text(st, 3, source, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, tag[level < 0 || level > 2 ? 0 : level], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, msg, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        set_err(rs, PATCTL_ERR_IO, "storing a log message");
 }
 
 int runstore_attach(runstore *rs, device *d, int index, journal_mode mode, long every)
@@ -946,8 +986,8 @@ int runstore_checkpoint_save(runstore *rs, checkpoint *ck, int keep_mid)
     if (!rc)
         rc = prepare(rs, &st, "INSERT INTO checkpoint(session, t, step, epoch, pos, final, epoch_end, train_seconds,"
                               " n_params, params, optimizer, opt_t, opt_m, opt_v, rng, data_order, epoch_steps,"
-                              " hits, seen, loss_sum, dev_s, all_s, eval_queries, eval_samples, eval_seconds)"
-                              " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                              " hits, seen, loss_sum, dev_s, all_s, eval_queries, eval_samples, eval_seconds,"
+                              " skipped) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!rc)
         rc = prepare(rs, &sd, "INSERT INTO checkpoint_device VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!rc) {
@@ -976,6 +1016,7 @@ int runstore_checkpoint_save(runstore *rs, checkpoint *ck, int keep_mid)
         sqlite3_bind_int64(st, 23, (sqlite3_int64)ck->eval_dev.queries);
         sqlite3_bind_int64(st, 24, (sqlite3_int64)ck->eval_dev.samples);
         sqlite3_bind_double(st, 25, ck->eval_dev.seconds);
+        sqlite3_bind_int64(st, 26, ck->skipped);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = set_err(rs, PATCTL_ERR_IO, "writing a checkpoint");
         else
@@ -1115,6 +1156,13 @@ int runstore_checkpoint_load(runstore *rs, int64_t id, checkpoint *ck, char *err
     ck->eval_dev.queries = (uint64_t)sqlite3_column_int64(st, 20);
     ck->eval_dev.samples = (uint64_t)sqlite3_column_int64(st, 21);
     ck->eval_dev.seconds = sqlite3_column_double(st, 22);
+    sqlite3_finalize(st);
+    /* a column younger than schema 1 (NULL or missing in older stores: 0) */
+    if (sqlite3_prepare_v2(rs->db, "SELECT skipped FROM checkpoint WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, ck->id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            ck->skipped = (long)sqlite3_column_int64(st, 0);
+    }
     sqlite3_finalize(st);
     if (bad || !ck->params || !ck->opt_m || !ck->opt_v || !ck->rng) {
         snprintf(err, errlen, "checkpoint %lld is damaged or incomplete", (long long)ck->id);

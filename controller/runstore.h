@@ -70,6 +70,7 @@ typedef struct runstore_stop {
     const char *status;     /* "success" | "abort" | "fail" */
     const char *reason;     /* NULL on success */
     long steps;             /* training steps done in the whole run */
+    long skipped_steps;     /* training steps skipped after device faults (whole run) */
     int epochs_done;
     device_stats dev;       /* device counters over the whole run */
     double test_accuracy;   /* < 0: none */
@@ -90,6 +91,9 @@ void runstore_set_context(runstore *rs, long step, const char *phase);
  * successful query plus every fault (JOURNAL_EVERY), none (JOURNAL_OFF).
  * Also routes the device's log messages into the log table (and stderr). */
 int runstore_attach(runstore *rs, device *d, int device_index, journal_mode mode, long every);
+/* One row into the log table (session, time, source, level DEVLOG_*, message),
+ * in the open transaction; e.g. source "train" for a skipped step. */
+void runstore_log(runstore *rs, const char *source, int level, const char *msg);
 
 /* ---- metrics ---- */
 typedef struct step_metrics {
@@ -151,6 +155,7 @@ typedef struct checkpoint {
     /* accumulators of the epoch in progress */
     long epoch_steps, hits, seen;
     double loss_sum, dev_s, all_s;
+    long skipped;           /* training steps skipped after device faults so far */
     /* device use of the evaluations so far (to tell training queries apart) */
     device_stats eval_dev;
     int n_devices;

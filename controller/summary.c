@@ -81,6 +81,8 @@ int summary_write(const char *dir, const run_config *c, const train_result *r,
     cJSON_AddNumberToObject(o, "train_seconds", r->train_seconds);
     cJSON_AddNumberToObject(o, "eval_seconds", r->eval_seconds);
     cJSON_AddNumberToObject(o, "steps", (double)r->steps);
+    cJSON_AddNumberToObject(o, "skipped_steps", (double)r->skipped_steps);
+    cJSON_AddNumberToObject(o, "eval_retries", (double)r->eval_retries);
     cJSON_AddNumberToObject(o, "device_queries", (double)r->all_dev.queries);
     cJSON_AddNumberToObject(o, "device_queries_training", (double)r->train_dev.queries);
     cJSON_AddItemToObject(o, "device_training", stats_json(&r->train_dev));

@@ -14,7 +14,13 @@
  * step depends on, so a resumed run continues bit for bit: parameters,
  * optimiser moments, every RNG stream, the data permutation and position,
  * each device's query counter (seeded simulators derive their noise from
- * it), setting and statistics, and the epoch's running sums. */
+ * it), setting and statistics, and the epoch's running sums.
+ *
+ * A step that fails with a device fault (is_device_fault) is skipped
+ * (skip_step): nothing of it is applied — the optimiser runs only after every
+ * device query of the step succeeded, and SPSA puts its parameters back —
+ * the batch is dropped, the fault logged; max_failed_steps in a row stop the
+ * run (see train.h). */
 #include "controller/train.h"
 
 #include <gsl/gsl_randist.h>
@@ -55,6 +61,9 @@ typedef struct trainer {
     long pos;                     /* samples of the epoch in progress used */
     double t0, seconds_before;    /* session start; training time of earlier sessions */
     device_stats eval_dev;        /* device use of evaluations (whole run) */
+    int failed_in_row;            /* consecutive skipped steps */
+    int gave_up;                  /* stopped by max_failed_steps */
+    int eval_failed;              /* an evaluation failed (device faults) */
     progress pg;
 
     /* device state at the end of the last step, for a checkpoint taken
@@ -120,10 +129,47 @@ double train_lr(const run_config *c, long t, long total)
     return c->lr;
 }
 
+/* ---- device faults ---- */
+
+static uint64_t rejected_count(const model *m)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < m->n_devices; i++)
+        n += m->devices[i]->st.rejected;
+    return n;
+}
+
+/* rc (from a pass over the devices) is a device fault a step may be skipped
+ * for: the device or its link failed or answered badly after every retry.
+ * A refusal at the safety boundary (the rejected counter grew: the model
+ * asked for something the device must not get) is not, nor are argument,
+ * memory, config, numeric, interrupt and run-store errors. */
+static int is_device_fault(const model *m, int rc, uint64_t rejected_before)
+{
+    switch (rc) {
+    case PATCTL_ERR_IO:
+    case PATCTL_ERR_FORMAT:
+    case PATCTL_ERR_DEVICE:
+    case PATCTL_ERR_TIMEOUT:
+    case PATCTL_ERR_NONFINITE:
+    case PATCTL_ERR_PROTOCOL:
+    case PATCTL_ERR_DISCONNECTED:
+        return rejected_count(m) == rejected_before;
+    default:
+        return 0;
+    }
+}
+
 /* ---- evaluation ---- */
 
-int train_evaluate(model *m, const dataset *d, int eval_batch, volatile sig_atomic_t *stop,
-                   double *acc, int conf[10][10], char *err, size_t errlen)
+typedef void (*fault_note_fn)(void *user, const char *msg);
+
+/* train_evaluate, where a batch failing with a device fault is run again
+ * (max_tries tries in all; <= 1: none); every failure goes to note();
+ * *retries counts the batches run again. */
+static int evaluate(model *m, const dataset *d, int eval_batch, int max_tries, fault_note_fn note, void *user,
+                    long *retries, volatile sig_atomic_t *stop, double *acc, int conf[10][10], char *err,
+                    size_t errlen)
 {
     long px = (long)d->h * d->w;
     int B0 = eval_batch < m->cap ? eval_batch : m->cap;
@@ -145,8 +191,29 @@ int train_evaluate(model *m, const dataset *d, int eval_batch, volatile sig_atom
         }
         int B = (int)((d->n - s) < B0 ? (d->n - s) : B0);
         gather(d, NULL, s, B, x, y);
-        if ((rc = model_forward(m, x, B, PASS_DEVICE, err, errlen)))
+        for (int tries = 1;; tries++) {
+            uint64_t rej0 = rejected_count(m);
+            rc = model_forward(m, x, B, PASS_DEVICE, err, errlen);
+            if (!rc || !is_device_fault(m, rc, rej0) || tries >= max_tries || (stop && *stop))
+                break;
+            if (note) {
+                char msg[700];
+                snprintf(msg, sizeof(msg), "evaluation batch of images %ld-%ld failed (try %d of %d): %s; "
+                         "running it again", s, s + B - 1, tries, max_tries, err);
+                note(user, msg);
+            }
+            if (retries)
+                (*retries)++;
+        }
+        if (rc) {
+            if (max_tries > 1 && is_device_fault(m, rc, rejected_count(m))) {
+                char why[400];
+                snprintf(why, sizeof(why), "%s", err);
+                snprintf(err, errlen, "evaluation failed: images %ld-%ld failed %d times in a row "
+                         "(max_failed_steps): %s", s, s + B - 1, max_tries, why);
+            }
             break;
+        }
         const float *z = model_logits(m);
         for (int b = 0; b < B; b++) {
             int k = argmax(z + (long)b * m->classes, m->classes);
@@ -160,6 +227,12 @@ int train_evaluate(model *m, const dataset *d, int eval_batch, volatile sig_atom
     if (!rc)
         *acc = d->n ? (double)hits / (double)d->n : 0.0;
     return rc;
+}
+
+int train_evaluate(model *m, const dataset *d, int eval_batch, volatile sig_atomic_t *stop,
+                   double *acc, int conf[10][10], char *err, size_t errlen)
+{
+    return evaluate(m, d, eval_batch, 1, NULL, NULL, NULL, stop, acc, conf, err, errlen);
 }
 
 /* ---- checkpoints ---- */
@@ -187,6 +260,7 @@ static int checkpoint_write(trainer *t, int final, int from_snapshot)
     checkpoint ck;
     memset(&ck, 0, sizeof(ck));
     ck.step = t->res->steps;
+    ck.skipped = t->res->skipped_steps;
     ck.epoch = t->epoch;
     ck.pos = t->pos;
     ck.final = final;
@@ -307,6 +381,7 @@ static int trainer_restore(trainer *t, const checkpoint *ck)
     t->epoch = ck->epoch;
     t->pos = ck->pos;
     t->res->steps = ck->step;
+    t->res->skipped_steps = ck->skipped;
     t->res->epochs_done = ck->epoch;
     t->res->resumed = 1;
     t->res->last_checkpoint = ck->id;
@@ -486,6 +561,56 @@ static int step_spsa(trainer *t, int B, double *loss, int *hits)
     return 0;
 }
 
+static void notify(trainer *t, int skipped, int rc)
+{
+    if (!t->o->on_step)
+        return;
+    train_step_view v = {.skipped = skipped, .rc = rc, .steps = t->res->steps,
+                         .skipped_steps = t->res->skipped_steps, .epoch = t->epoch, .pos = t->pos,
+                         .n_params = t->m.n_params, .params = t->m.params, .opt_m = t->opt.m,
+                         .opt_v = t->opt.v, .opt_t = t->opt.t};
+    t->o->on_step(t->o->on_step_user, &v);
+}
+
+/* A fault note: to the progress output and the run store's log table. */
+static void note_fault(void *user, const char *msg)
+{
+    trainer *t = user;
+    progress_note(&t->pg, "\npatctl train: %s\n", msg);
+    if (t->rs)
+        runstore_log(t->rs, "train", DEVLOG_FAULT, msg);
+}
+
+/* The step on B samples at t->pos failed with device fault rc (message in
+ * t->err): nothing of it was applied.  Log it, drop the batch; 1 = go on,
+ * or the error that stops the run (max_failed_steps in a row). */
+static int skip_step(trainer *t, int B, int rc)
+{
+    char why[300], msg[700];
+    snprintf(why, sizeof(why), "%s", t->err[0] ? t->err : patctl_strerror(rc));
+    t->res->skipped_steps++;
+    t->failed_in_row++;
+    snprintf(msg, sizeof(msg), "step %ld (epoch %d, samples %ld-%ld) skipped, nothing applied "
+             "(%d failed in a row, max_failed_steps %d): %s: %s", t->res->steps + 1, t->epoch + 1, t->pos,
+             t->pos + B - 1, t->failed_in_row, t->c->max_failed_steps, patctl_strerror(rc), why);
+    note_fault(t, msg);
+    t->pos += B;
+    notify(t, 1, rc);
+    if (t->rs) {
+        int src;
+        if ((src = runstore_commit(t->rs)) || (src = runstore_failed(t->rs)))
+            return fail(t, src, "run store: %s", runstore_error(t->rs));
+    }
+    if (t->failed_in_row >= t->c->max_failed_steps) {
+        t->gave_up = 1;
+        return fail(t, rc, "%d training steps in a row failed with device faults (max_failed_steps %d); "
+                    "the last: %s", t->failed_in_row, t->c->max_failed_steps, why);
+    }
+    return 1;
+}
+
+/* One step on B samples at t->pos: 0 = applied, 1 = skipped after a device
+ * fault, < 0 = an error that stops the run. */
 static int train_step(trainer *t, int B)
 {
     const run_config *c = t->c;
@@ -494,11 +619,17 @@ static int train_step(trainer *t, int B)
     t->opt.lr = train_lr(c, t->res->steps, t->total_steps);
     double loss = 0;
     int hits = 0;
+    uint64_t rej0 = rejected_count(&t->m);
     int rc = c->mode == MODE_SPSA ? step_spsa(t, B, &loss, &hits) : step_gradient(t, B, &loss, &hits);
-    if (rc)
+    if (rc) {
+        if (c->max_failed_steps > 0 && is_device_fault(&t->m, rc, rej0))
+            return skip_step(t, B, rc);
         return rc;
+    }
+    t->failed_in_row = 0;
     t->res->steps++;
     t->pos += B;
+    notify(t, 0, 0);
     device_stats ds = model_device_stats(&t->m);
     double dev_s = ds.seconds - d0, all_s = now_seconds() - t0;
     progress_step(&t->pg, loss, hits, B, dev_s, all_s);
@@ -525,7 +656,10 @@ static int eval_and_record(trainer *t)
         runstore_set_context(t->rs, res->steps, "eval");
     progress_note(&t->pg, "evaluating on the device: %ld test images...\n", t->te->n);
     double acc = 0;
-    int rc = train_evaluate(&t->m, t->te, t->c->eval_batch, t->o->stop, &acc, res->confusion, t->err, t->errlen);
+    int rc = evaluate(&t->m, t->te, t->c->eval_batch, t->c->max_failed_steps, note_fault, t, &res->eval_retries,
+                      t->o->stop, &acc, res->confusion, t->err, t->errlen);
+    if (rc && rc != PATCTL_ERR_INTERRUPTED)
+        t->eval_failed = 1;
     device_stats used = stats_minus(model_device_stats(&t->m), before);
     t->eval_dev = stats_plus(t->eval_dev, used);
     res->eval_seconds += now_seconds() - e0;
@@ -597,9 +731,9 @@ static int run_epochs(trainer *t)
                 gsl_ran_shuffle(t->rng.r[STREAM_DATA], t->idx, (size_t)t->tr->n, sizeof(size_t));
             int B = (int)((t->tr->n - t->pos) < c->batch ? (t->tr->n - t->pos) : c->batch);
             int rc = train_step(t, B);
-            if (rc)
+            if (rc < 0)
                 return rc;
-            if (c->checkpoint_every > 0 && t->res->steps % c->checkpoint_every == 0 && t->pos < t->tr->n &&
+            if (rc == 0 && c->checkpoint_every > 0 && t->res->steps % c->checkpoint_every == 0 && t->pos < t->tr->n &&
                 (rc = checkpoint_write(t, 0, 0)))
                 return rc;
         }
@@ -660,13 +794,21 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
         snapshot_devices(&t);
         rc = eval_and_record(&t);
     }
-    if (rc == PATCTL_ERR_INTERRUPTED) {
-        /* stopped between steps, or during an evaluation: keep the position */
-        res->interrupted = 1;
-        int from_snap = t.pos == train->n || (t.pos == 0 && t.epoch == c->epochs);
+    if (rc == PATCTL_ERR_INTERRUPTED || t.gave_up || t.eval_failed) {
+        /* stopped between steps, or during an evaluation (interrupted or
+         * failed): keep the position */
+        int from_snap = !t.gave_up && (t.pos == train->n || (t.pos == 0 && t.epoch == c->epochs));
+        char why[400];
+        snprintf(why, sizeof(why), "%s", err);
         int wrc = from_snap ? (t.epoch == c->epochs ? 0 : checkpoint_write(&t, 0, 1)) : checkpoint_write(&t, 0, 0);
-        snprintf(err, errlen, "interrupted after %ld steps%s; devices made safe", res->steps,
-                 wrc ? " (the checkpoint could not be written)" : t.rs ? ", checkpoint written" : "");
+        const char *ck = wrc ? " (the checkpoint could not be written)" : t.rs ? ", checkpoint written" : "";
+        if (rc == PATCTL_ERR_INTERRUPTED) {
+            res->interrupted = 1;
+            snprintf(err, errlen, "interrupted after %ld steps%s; devices made safe", res->steps, ck);
+        } else {
+            snprintf(err, errlen, "%s; stopped after %ld steps (%ld skipped)%s", why, res->steps,
+                     res->skipped_steps, ck);
+        }
     }
 out:
     res->all_dev = model_device_stats(&t.m);

@@ -18,6 +18,7 @@ void pt_link_opts_default(pt_link_opts *o)
     o->mtu = 4096;
     o->max_message = 64u << 20;
     o->link_timeout_ms = 200;
+    o->send_timeout_ms = 2000;
 }
 
 size_t pt_parts_len(const pt_part *parts, int nparts)

@@ -49,6 +49,8 @@ typedef struct pt_link_opts {
     char curve_secret[41];     /*  client: generated when empty) */
     int allow_insecure_remote; /* server: serve a non-loopback tcp address without
                                   CURVE (tests only; default refuses) */
+    int send_timeout_ms;       /* client: longest wait for a connected server to take a
+                                  request (no server: PATCTL_ERR_TIMEOUT), default 2000 */
     /* serial */
     int baud;                  /* default 115200 */
     uint32_t mtu;              /* largest payload per serial frame, default 4096 */

@@ -152,7 +152,7 @@ static int client_socket(pt_client *c, char *err, size_t errlen)
         return zerr(err, errlen, "zmq socket for", c->address);
     set_int(z->sock, ZMQ_LINGER, 0);
     set_int(z->sock, ZMQ_IMMEDIATE, 1);      /* queue nothing for absent peers */
-    set_int(z->sock, ZMQ_SNDTIMEO, 2000);
+    set_int(z->sock, ZMQ_SNDTIMEO, c->o.send_timeout_ms > 0 ? c->o.send_timeout_ms : 2000);
     set_int(z->sock, ZMQ_RECONNECT_IVL, 50);
     set_int(z->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
     if (c->o.curve_server_public[0]) {

@@ -26,6 +26,7 @@
 #include "controller/config.h"
 #include "controller/data.h"
 #include "controller/overlap.h"
+#include "controller/runstore.h"
 #include "controller/train.h"
 #include "devices/device.h"
 #include "devices/options.h"
@@ -428,6 +429,214 @@ static void test_delays_nan_short(void **state)
     proc_stop(&p1);
 }
 
+/* ---- failed steps are skipped (train.h, max_failed_steps) ---- */
+
+/* Watches every step: a skipped step must leave parameters, optimiser
+ * moments, optimiser step counter and applied-step counter exactly as the
+ * step before left them, and advance the data position by one batch. */
+typedef struct {
+    long n;
+    float *params, *m, *v;   /* [n] state after the previous step (or NULL before the first) */
+    uint64_t opt_t;
+    long steps, pos, skipped, checked, bad;
+    int have;
+} step_watch;
+
+static void watch_step(void *user, const train_step_view *s)
+{
+    step_watch *w = user;
+    if (!w->params) {
+        w->n = s->n_params;
+        w->params = malloc(sizeof(float) * (size_t)w->n);
+        w->m = malloc(sizeof(float) * (size_t)w->n);
+        w->v = malloc(sizeof(float) * (size_t)w->n);
+    }
+    if (s->skipped) {
+        w->skipped++;
+        if (w->have) {
+            w->checked++;
+            if (memcmp(w->params, s->params, sizeof(float) * (size_t)w->n) ||
+                memcmp(w->m, s->opt_m, sizeof(float) * (size_t)w->n) ||
+                memcmp(w->v, s->opt_v, sizeof(float) * (size_t)w->n) || w->opt_t != s->opt_t ||
+                w->steps != s->steps || (s->pos != 0 && s->pos <= w->pos && s->epoch == 0))
+                w->bad++;
+        }
+        if (s->rc >= 0)
+            w->bad++; /* a skipped step names its fault */
+    }
+    memcpy(w->params, s->params, sizeof(float) * (size_t)w->n);
+    memcpy(w->m, s->opt_m, sizeof(float) * (size_t)w->n);
+    memcpy(w->v, s->opt_v, sizeof(float) * (size_t)w->n);
+    w->opt_t = s->opt_t;
+    w->steps = s->steps;
+    w->pos = s->pos;
+    w->have = 1;
+}
+
+typedef struct {
+    proc *p;
+    const char *const *args;
+    int down_ms;             /* kept down this long after it died */
+    int restarts;
+} downtime_t;
+
+/* Wait for the server to die, keep it down for down_ms, start it again. */
+static void *downtime_main(void *arg)
+{
+    downtime_t *m = arg;
+    int status;
+    if (waitpid(m->p->pid, &status, 0) == m->p->pid && WIFSIGNALED(status)) {
+        m->p->pid = 0;
+        struct timespec ts = {m->down_ms / 1000, (long)(m->down_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (proc_start(m->p, m->args) == 0)
+            m->restarts++;
+    }
+    return NULL;
+}
+
+/* The osc266 server dies mid-epoch and stays down longer than the client's
+ * whole retry budget (3 device tries x 2 link tries x 150 ms): the steps
+ * in between fail, are skipped with nothing applied, and training completes
+ * once the server is back. */
+static void test_failed_steps_skipped(void **state)
+{
+    (void)state;
+    char a0[128], a1[128];
+    snprintf(a0, sizeof(a0), "ipc:///tmp/patctl-test-%d-s0.ipc", (int)getpid());
+    snprintf(a1, sizeof(a1), "ipc:///tmp/patctl-test-%d-s1.ipc", (int)getpid());
+    const char *args0[] = {"--device", "oscillators", "--options", osc_opts[0], "--zmq", a0, NULL};
+    const char *args1_die[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1,
+                               "--fault-die-after", "3", NULL};
+    const char *args1[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1, NULL};
+    proc p0, p1;
+    assert_int_equal(proc_start(&p0, args0), 0);
+    assert_int_equal(proc_start(&p1, args1_die), 0);
+    downtime_t dt = {&p1, args1, 2500, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, downtime_main, &dt);
+    run_config c;
+    base_config(&c, MODE_PAT);
+    c.epochs = 2;
+    c.max_failed_steps = 50; /* generous: how many fail depends on the machine's load */
+    make_remote(&c, 0, a0, NULL);
+    make_remote(&c, 1, a1, "timeout_ms=150,retries=1,backoff_ms=10,backoff_max_ms=50");
+    static train_result rs;
+    train_result *r = &rs;
+    step_watch w = {0};
+    char err[512] = "";
+    train_options o = {.quiet = 1, .on_step = watch_step, .on_step_user = &w};
+    int rc = train_run(&c, &tr, &te, &o, r, err, sizeof(err));
+    pthread_join(th, NULL);
+    printf("  server down 2.5 s: %ld steps applied, %ld skipped (%ld checked), accuracy %.3f, %s\n", r->steps,
+           r->skipped_steps, w.checked, r->test_accuracy, rc ? err : "success");
+    assert_int_equal(rc, 0);
+    assert_int_equal(dt.restarts, 1);
+    assert_true(r->skipped_steps >= 1);
+    assert_int_equal(r->skipped_steps, w.skipped);
+    assert_int_equal(r->steps + r->skipped_steps, 12);  /* 2 epochs x 6 batches, each used or dropped */
+    assert_true(w.checked >= 1);
+    assert_int_equal(w.bad, 0);
+    assert_int_equal(r->epochs_done, 2);
+    assert_true(isfinite(r->epochs[1].loss));
+    assert_true(r->test_accuracy >= 0.0);  /* evaluated, from good results only */
+    assert_true(r->all_dev.faults >= 3);
+    free(w.params);
+    free(w.m);
+    free(w.v);
+    proc_stop(&p0);
+    proc_stop(&p1);
+}
+
+/* The server dies and stays dead: `patctl train --max-failed-steps 3` skips
+ * three steps, then stops with status fail, a checkpoint, the skipped steps
+ * in the stop record, the log table and summary.json; the same with 0
+ * stops at the first fault without skipping. */
+static void test_failed_steps_stop_run(void **state)
+{
+    (void)state;
+    char a0[128], a1[128], dir[256], ini[300], cmd[1200];
+    snprintf(a0, sizeof(a0), "ipc:///tmp/patctl-test-%d-x0.ipc", (int)getpid());
+    snprintf(a1, sizeof(a1), "ipc:///tmp/patctl-test-%d-x1.ipc", (int)getpid());
+    const char *args0[] = {"--device", "oscillators", "--options", osc_opts[0], "--zmq", a0, NULL};
+    for (int k = 0; k < 2; k++) {
+        int max_failed = k == 0 ? 3 : 0;
+        const char *args1_die[] = {"--device", "oscillators", "--options", osc_opts[1], "--zmq", a1,
+                                   "--fault-die-after", "2", NULL};
+        proc p0, p1;
+        assert_int_equal(proc_start(&p0, args0), 0);
+        assert_int_equal(proc_start(&p1, args1_die), 0);
+        run_config c;
+        base_config(&c, MODE_PAT);
+        snprintf(c.data_set, sizeof(c.data_set), "synthetic");
+        c.train_limit = 192;
+        c.test_limit = 100;
+        make_remote(&c, 0, a0, NULL);
+        make_remote(&c, 1, a1, "timeout_ms=100,retries=1,backoff_ms=10,backoff_max_ms=20");
+        snprintf(dir, sizeof(dir), "/tmp/patctl-test-%d-stop%d", (int)getpid(), k);
+        snprintf(ini, sizeof(ini), "%s.ini", dir);
+        char *text = config_format(&c);
+        assert_non_null(text);
+        FILE *f = fopen(ini, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        free(text);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s; %s train --config %s --out %s --max-failed-steps %d --quiet "
+                 "2>/dev/null", dir, PATCTL_BIN, ini, dir, max_failed);
+        int st = system(cmd);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 1);
+        runstore *rs;
+        char err[512];
+        assert_int_equal(runstore_open(&rs, dir, 0, err, sizeof(err)), 0);
+        sqlite3 *db = runstore_db(rs);
+        sqlite3_stmt *q;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT status, reason, steps, skipped_steps FROM session", -1, &q,
+                                            NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        const char *status = (const char *)sqlite3_column_text(q, 0);
+        const char *reason = (const char *)sqlite3_column_text(q, 1);
+        printf("  max_failed_steps %d: status %s, %d steps, %d skipped: %s\n", max_failed, status,
+               sqlite3_column_int(q, 2), sqlite3_column_int(q, 3), reason);
+        assert_string_equal(status, "fail");
+        assert_int_equal(sqlite3_column_int(q, 2), 2);           /* two steps done before the death */
+        assert_int_equal(sqlite3_column_int(q, 3), max_failed);  /* then 3 skipped (or none) */
+        if (max_failed)
+            assert_non_null(strstr(reason, "3 training steps in a row failed"));
+        sqlite3_finalize(q);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM log WHERE device = 'train' AND level = "
+                                            "'fault' AND message LIKE '%skipped, nothing applied%'", -1, &q,
+                                            NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(q, 0), max_failed);
+        sqlite3_finalize(q);
+        if (max_failed) {
+            /* the checkpoint at the stop: 2 steps applied, 3 skipped, 5 batches used */
+            assert_int_equal(sqlite3_prepare_v2(db, "SELECT step, skipped, pos FROM checkpoint ORDER BY id DESC",
+                                                -1, &q, NULL), SQLITE_OK);
+            assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+            assert_int_equal(sqlite3_column_int(q, 0), 2);
+            assert_int_equal(sqlite3_column_int(q, 1), 3);
+            assert_int_equal(sqlite3_column_int(q, 2), 5 * 32);
+            sqlite3_finalize(q);
+            char path[400], buf[8192];
+            snprintf(path, sizeof(path), "%s/summary.json", dir);
+            f = fopen(path, "r");
+            assert_non_null(f);
+            size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+            buf[len] = '\0';
+            fclose(f);
+            assert_non_null(strstr(buf, "\"skipped_steps\":\t3"));
+        }
+        runstore_close(&rs);
+        proc_stop(&p0);
+        proc_stop(&p1);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, ini);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 /* 1 % of the bytes on the serial line corrupted both ways: a small model
  * still trains, and the link counts what it repaired. */
 static void test_serial_noise(void **state)
@@ -643,6 +852,10 @@ int main(void)
         cmocka_unit_test_teardown(test_server_killed_and_restarted, kill_spawned),
         cmocka_unit_test_teardown(test_delays_nan_short, kill_spawned),
         cmocka_unit_test(test_serial_noise),
+        cmocka_unit_test_teardown(test_failed_steps_skipped, kill_spawned),
+        cmocka_unit_test_teardown(test_failed_steps_stop_run, kill_spawned),
     };
+    if (getenv("PATCTL_TEST_FILTER")) /* e.g. PATCTL_TEST_FILTER='test_failed_*' */
+        cmocka_set_test_filter(getenv("PATCTL_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -291,6 +291,7 @@ static int parse_opts(remote *r, const struct patctl_option *o, int no, char *er
     r->lo.baud = (int)baud;
     r->lo.mtu = (uint32_t)mtu;
     r->lo.link_timeout_ms = (int)lt;
+    r->lo.send_timeout_ms = r->timeout_ms; /* a request to an absent server times out like its reply */
     r->lo.corrupt_rate = corrupt;
     r->lo.corrupt_seed = seed + 7;
     const char *crc = options_get(o, no, "crc");
