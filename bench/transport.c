@@ -169,7 +169,7 @@ static double bench_pt(const char *addr, int n, int header_crc, float *x, float 
         if (i == 50)
             t0 = now();
         uint8_t head[PT_RUN_HEAD];
-        pt_run_head(head, (uint64_t)i, ROWS, 0, COLS);
+        pt_run_head(head, (uint64_t)i, ROWS, 0, COLS, 0);
         pt_part p[2] = {{head, sizeof(head)}, {x, sizeof(float) * NF}};
         uint32_t seq;
         pt_msg rep;
@@ -286,7 +286,7 @@ static int count_sink(void *user, const uint8_t *p, size_t n)
 static void serial_efficiency(const float *x)
 {
     static uint8_t msg[PT_RUN_HEAD + 4 * NF];
-    pt_run_head(msg, 1, ROWS, 0, COLS);
+    pt_run_head(msg, 1, ROWS, 0, COLS, 0);
     memcpy(msg + PT_RUN_HEAD, x, sizeof(float) * NF);
     static const uint32_t mtus[] = {64, 256, 1024, 4096, 16384};
     printf("\nserial framing of the same RUN message (%zu float bytes, %zu payload bytes):\n", sizeof(float) * (size_t)NF,

@@ -336,7 +336,8 @@ static int ensure_batch(device *d, int B)
 static int driver_run(device *d, const float *theta, const float *x, int B, float *y, int attempt,
                       int ramp)
 {
-    struct patctl_query q = {.id = d->next_id++, .batch = B, .theta = theta, .x = x};
+    struct patctl_query q = {.id = d->next_id++, .batch = B, .theta = theta, .x = x,
+                             .row0 = B > 0 ? d->next_row0 : 0};
     double w0 = d->journal ? wall_s() : 0.0;
     double t0 = now_s();
     int rc = d->drv->run(d->state, &q, y);
@@ -351,8 +352,10 @@ static int driver_run(device *d, const float *theta, const float *x, int B, floa
                 break;
             }
     }
-    if (rc == 0 && B > 0)
+    if (rc == 0 && B > 0) {
         d->sent_id = q.id;
+        d->sent_row0 = q.row0;
+    }
     if (d->journal) {
         device_journal_entry e = {.id = q.id, .batch = B, .attempt = attempt, .ramp = ramp, .rc = rc,
                                   .theta = theta, .x = B > 0 ? x : NULL,
@@ -472,7 +475,7 @@ int device_vjp(device *d, const float *gy, float *gx, float *gtheta)
     if (d->sent_B <= 0)
         return PATCTL_ERR_STATE;
     struct patctl_query q = {.id = d->sent_id, .batch = d->sent_B, .theta = d->sent_theta,
-                             .x = d->sent_x};
+                             .x = d->sent_x, .row0 = d->sent_row0};
     int rc = d->drv->vjp(d->state, &q, gy, gx ? d->gx_tmp : NULL, gtheta ? d->gt_tmp : NULL);
     if (rc)
         return rc;

@@ -63,12 +63,16 @@ typedef struct device {
     int retries;                      /* extra attempts after a fault */
     long max_ramp;                    /* longest ramp (steps) allowed; longer is refused */
     uint64_t next_id;                 /* id of the next query */
+    int64_t next_row0;                /* row0 of the next batch queries (patctl_query.row0):
+                                         0, or set by a server running a part of a
+                                         pooled query; stays until changed */
     int has_last;                     /* (always 1 after open: the safe setting) */
     float *last_theta;                /* [n_theta] the setting last sent to the driver */
     float *sent_theta;                /* [n_theta] setting of the last batch */
     float *sent_x;                    /* [sent_cap, n_in] inputs of the last batch */
     int sent_cap, sent_B;
     uint64_t sent_id;                 /* id of the last batch query */
+    int64_t sent_row0;                /* its row0 */
     float *scratch;                   /* [n_theta] checked setting being sent */
     float *ramp_from;                 /* [n_theta] start of a ramp */
     float *gx_tmp;                    /* [sent_cap, n_in] */

@@ -49,9 +49,9 @@ int registry_load_plugin(const char *path, const struct patctl_driver **drv,
         dlclose(h);
         return PATCTL_ERR_ABI;
     }
-    if (d->abi_version != PATCTL_DEVICE_ABI_VERSION) {
-        snprintf(err, errlen, "plugin %s: device ABI version %u, this patctl speaks version %u",
-                 path, d->abi_version, PATCTL_DEVICE_ABI_VERSION);
+    if (d->abi_version < PATCTL_DEVICE_ABI_MIN || d->abi_version > PATCTL_DEVICE_ABI_VERSION) {
+        snprintf(err, errlen, "plugin %s: device ABI version %u, this patctl loads versions %u to %u",
+                 path, d->abi_version, PATCTL_DEVICE_ABI_MIN, PATCTL_DEVICE_ABI_VERSION);
         dlclose(h);
         return PATCTL_ERR_ABI;
     }

@@ -68,37 +68,49 @@ static void sleep_ms(double ms)
         ;
 }
 
-int sim_noise_apply(const sim_noise *nz, uint64_t id, float *y, int B, int n_out)
+int sim_noise_apply(const sim_noise *nz, uint64_t id, int64_t row0, float *y, int B, int n_out)
 {
     if (B <= 0)
         return 0;
     if (nz->latency_ms > 0)
         sleep_ms(nz->latency_ms);
-    int need_rng = nz->dropout > 0 || nz->noise_std > 0 || nz->outlier > 0;
-    gsl_rng *r = NULL;
-    if (need_rng && !(r = sim_rng(nz->seed, id, SIM_PURPOSE_COMMON)))
-        return PATCTL_ERR_NOMEM;
-    if (nz->dropout > 0 && gsl_rng_uniform(r) < nz->dropout) {
-        gsl_rng_free(r);
-        return PATCTL_ERR_TIMEOUT;
+    /* dropout: one draw per query from the query's stream, so every part of
+     * a pooled query makes the same decision */
+    if (nz->dropout > 0) {
+        gsl_rng *q = sim_rng(nz->seed, id, SIM_PURPOSE_COMMON);
+        if (!q)
+            return PATCTL_ERR_NOMEM;
+        int drop = gsl_rng_uniform(q) < nz->dropout;
+        gsl_rng_free(q);
+        if (drop)
+            return PATCTL_ERR_TIMEOUT;
     }
     for (int k = 0; k < n_out && nz->drift != 0; k++) {
         float off = (float)sim_noise_drift(nz, id, k);
         for (int b = 0; b < B; b++)
             y[(long)b * n_out + k] += off;
     }
+    if (nz->noise_std > 0 || nz->outlier > 0) {
+        gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+        if (!r)
+            return PATCTL_ERR_NOMEM;
+        for (int b = 0; b < B; b++) {
+            /* row b's values come from the stream of its absolute row index */
+            float *yb = y + (long)b * n_out;
+            sim_rng_row(r, nz->seed, id, SIM_PURPOSE_COMMON, (uint64_t)(row0 + b));
+            if (nz->noise_std > 0)
+                for (int k = 0; k < n_out; k++)
+                    yb[k] += (float)gsl_ran_gaussian_ziggurat(r, nz->noise_std);
+            if (nz->outlier > 0)
+                for (int k = 0; k < n_out; k++)
+                    if (gsl_rng_uniform(r) < nz->outlier)
+                        yb[k] += (float)(gsl_rng_uniform(r) < 0.5 ? -nz->outlier_scale : nz->outlier_scale);
+        }
+        gsl_rng_free(r);
+    }
     long len = (long)B * n_out;
-    if (nz->noise_std > 0)
-        for (long i = 0; i < len; i++)
-            y[i] += (float)gsl_ran_gaussian_ziggurat(r, nz->noise_std);
-    if (nz->outlier > 0)
-        for (long i = 0; i < len; i++)
-            if (gsl_rng_uniform(r) < nz->outlier)
-                y[i] += (float)(gsl_rng_uniform(r) < 0.5 ? -nz->outlier_scale : nz->outlier_scale);
     if (nz->quant_step > 0)
         for (long i = 0; i < len; i++)
             y[i] = (float)(nz->quant_step * nearbyint((double)y[i] / nz->quant_step));
-    if (r)
-        gsl_rng_free(r);
     return 0;
 }

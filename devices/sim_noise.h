@@ -17,8 +17,11 @@
  *
  * All units are the driver's output unit.  Everything is off by default
  * (a driver's own physical noise is separate).  Randomness comes from
- * sim_rng(seed, id, SIM_PURPOSE_COMMON), so a query's noise depends only on
- * the seed and the query id.
+ * sim_rng(seed, id, SIM_PURPOSE_COMMON) for the per-query dropout draw and
+ * from the per-row streams sim_rng_row(seed, id, SIM_PURPOSE_COMMON, row) for
+ * the values of absolute row `row` = row0 + b, so a query's noise depends
+ * only on the seed, the query id and each row's index in the whole query
+ * (a batch split across a pool of servers gets the same noise).
  *
  * For the exact VJP (--mode ideal) the layer is the identity: the additive
  * terms do not depend on x or theta, and rounding is passed straight through. */
@@ -67,9 +70,11 @@ int sim_noise_parse(sim_noise *nz, const struct patctl_option *o, int n, uint64_
 /* Nonzero when any part of the layer is on. */
 int sim_noise_active(const sim_noise *nz);
 
-/* Apply the layer to y [B, n_out] of query id.  Returns 0, PATCTL_ERR_TIMEOUT
- * for a dropout (y then holds no data), or PATCTL_ERR_NOMEM. */
-int sim_noise_apply(const sim_noise *nz, uint64_t id, float *y, int B, int n_out);
+/* Apply the layer to y [B, n_out] of query id, whose row b is row row0 + b
+ * of the whole query (struct patctl_query.row0).  Returns 0,
+ * PATCTL_ERR_TIMEOUT for a dropout (y then holds no data), or
+ * PATCTL_ERR_NOMEM. */
+int sim_noise_apply(const sim_noise *nz, uint64_t id, int64_t row0, float *y, int B, int n_out);
 
 /* The drift offset of output channel k at query id (0 when drift is off). */
 double sim_noise_drift(const sim_noise *nz, uint64_t id, int k);

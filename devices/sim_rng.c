@@ -20,6 +20,12 @@ gsl_rng *sim_rng(uint64_t seed, uint64_t id, uint32_t purpose)
     return r;
 }
 
+void sim_rng_row(gsl_rng *r, uint64_t seed, uint64_t id, uint32_t purpose, uint64_t row)
+{
+    uint64_t s = seed_mix(seed_mix(seed_mix(seed, id), purpose), row);
+    gsl_rng_set(r, (unsigned long)(s & 0xffffffffUL) ^ (unsigned long)(s >> 32));
+}
+
 void sim_gaussian_fill(gsl_rng *r, float *out, long n, double sigma)
 {
     for (long i = 0; i < n; i++)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "patctl/error.h"
+#include "protocols/frame.h"
 
 static int add_str(cJSON *o, const char *k, const char *v) { return cJSON_AddStringToObject(o, k, v) != NULL; }
 static int add_num(cJSON *o, const char *k, double v) { return cJSON_AddNumberToObject(o, k, v) != NULL; }
@@ -17,7 +18,7 @@ char *pt_desc_to_json(const struct patctl_device_desc *d, const pt_desc_extra *e
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    int ok = add_num(o, "protocol", 1) && add_str(o, "model", d->model) && add_str(o, "about", d->about) &&
+    int ok = add_num(o, "protocol", PT_VERSION) && add_str(o, "model", d->model) && add_str(o, "about", d->about) &&
              add_num(o, "n_in", d->n_in) && add_num(o, "n_out", d->n_out) &&
              add_str(o, "in_unit", d->in_unit) && add_str(o, "out_unit", d->out_unit) &&
              add_num(o, "in_lo", d->in_lo) && add_num(o, "in_hi", d->in_hi) &&
@@ -139,7 +140,7 @@ int pt_desc_from_json(const char *json, size_t n, struct patctl_device_desc *d, 
     }
     int simulated = 0, has_vjp = 0;
     double proto;
-    int rc = get_num(&c, o, "protocol", 1, 1, 1, 0, &proto) || get_str(&c, o, "model", d->model, sizeof(d->model), 1) ||
+    int rc = get_num(&c, o, "protocol", PT_VERSION_MIN, PT_VERSION, 1, 0, &proto) || get_str(&c, o, "model", d->model, sizeof(d->model), 1) ||
              get_str(&c, o, "about", d->about, sizeof(d->about), 0) ||
              get_int(&c, o, "n_in", 1, 1e8, &d->n_in) || get_int(&c, o, "n_out", 1, 1e8, &d->n_out) ||
              get_str(&c, o, "in_unit", d->in_unit, sizeof(d->in_unit), 0) ||
@@ -191,6 +192,7 @@ int pt_desc_from_json(const char *json, size_t n, struct patctl_device_desc *d, 
     d->flags = (simulated ? PATCTL_DEV_SIMULATED : 0u) | (has_vjp ? PATCTL_DEV_HAS_VJP : 0u);
     if (!rc && extra) {
         double v;
+        extra->protocol = (uint32_t)proto;
         rc = get_str(&c, o, "driver", extra->driver, sizeof(extra->driver), 0) ||
              get_num(&c, o, "mtu", 16, 65535, 0, 0, &v);
         if (!rc) {

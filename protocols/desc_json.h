@@ -13,6 +13,8 @@ typedef struct pt_desc_extra {
     char driver[64];        /* the driver behind the server, "" if unknown */
     uint32_t mtu;           /* serial: largest frame payload it takes, 0 = none */
     uint32_t max_message;   /* largest message payload it takes, 0 = unknown */
+    uint32_t protocol;      /* parsed: the protocol version the server speaks
+                               (1 if absent); written: always PT_VERSION */
 } pt_desc_extra;
 
 /* JSON text of d (and extra, may be NULL); caller frees with free().  NULL

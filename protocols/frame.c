@@ -95,7 +95,7 @@ int pt_frame_check(const uint8_t *f, size_t n, pt_header *h, size_t max_payload)
 {
     if (n < PT_OVERHEAD || f[0] != PT_MAGIC0 || f[1] != PT_MAGIC1)
         return PATCTL_ERR_FORMAT;
-    if (f[2] != PT_VERSION)
+    if (f[2] < PT_VERSION_MIN || f[2] > PT_VERSION)
         return PATCTL_ERR_PROTOCOL;
     uint32_t len = pt_get_u32(f + 20);
     if ((size_t)len != n - PT_OVERHEAD || (max_payload && len > max_payload))
@@ -138,13 +138,14 @@ static int exact(size_t n, size_t head, uint64_t count)
     return (uint64_t)n == (uint64_t)head + 4u * count;
 }
 
-void pt_run_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_theta, uint32_t n_in)
+void pt_run_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_theta, uint32_t n_in,
+                 uint32_t row0)
 {
     pt_put_u64(out, id);
     pt_put_u32(out + 8, batch);
     pt_put_u32(out + 12, n_theta);
     pt_put_u32(out + 16, n_in);
-    pt_put_u32(out + 20, 0);
+    pt_put_u32(out + 20, row0);
 }
 
 int pt_run_parse(const uint8_t *p, size_t n, pt_run *r)
@@ -155,7 +156,8 @@ int pt_run_parse(const uint8_t *p, size_t n, pt_run *r)
     r->batch = pt_get_u32(p + 8);
     r->n_theta = pt_get_u32(p + 12);
     r->n_in = pt_get_u32(p + 16);
-    if (pt_get_u32(p + 20) != 0 || r->batch > 0x7FFFFFFFu ||
+    r->row0 = pt_get_u32(p + 20);
+    if (r->batch > 0x7FFFFFFFu ||
         !exact(n, PT_RUN_HEAD, (uint64_t)r->n_theta + (uint64_t)r->batch * r->n_in))
         return PATCTL_ERR_FORMAT;
     r->theta = p + PT_RUN_HEAD;
@@ -184,7 +186,7 @@ int pt_result_parse(const uint8_t *p, size_t n, pt_result *r)
 }
 
 void pt_vjp_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_theta, uint32_t n_in,
-                 uint32_t n_out, uint32_t want)
+                 uint32_t n_out, uint32_t want, uint32_t row0)
 {
     pt_put_u64(out, id);
     pt_put_u32(out + 8, batch);
@@ -192,7 +194,7 @@ void pt_vjp_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_theta, ui
     pt_put_u32(out + 16, n_in);
     pt_put_u32(out + 20, n_out);
     pt_put_u32(out + 24, want);
-    pt_put_u32(out + 28, 0);
+    pt_put_u32(out + 28, row0);
 }
 
 int pt_vjp_parse(const uint8_t *p, size_t n, pt_vjp *v)
@@ -205,7 +207,8 @@ int pt_vjp_parse(const uint8_t *p, size_t n, pt_vjp *v)
     v->n_in = pt_get_u32(p + 16);
     v->n_out = pt_get_u32(p + 20);
     v->want = pt_get_u32(p + 24);
-    if (pt_get_u32(p + 28) != 0 || (v->want & ~3u) || v->batch > 0x7FFFFFFFu ||
+    v->row0 = pt_get_u32(p + 28);
+    if ((v->want & ~3u) || v->batch > 0x7FFFFFFFu ||
         !exact(n, PT_VJP_HEAD, (uint64_t)v->n_theta + (uint64_t)v->batch * v->n_in +
                                    (uint64_t)v->batch * v->n_out))
         return PATCTL_ERR_FORMAT;

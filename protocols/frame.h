@@ -1,4 +1,4 @@
-/* The patctl wire frame (protocols/PROTOCOL.md), version 1.
+/* The patctl wire frame (protocols/PROTOCOL.md), version 2.
  *
  * Portable C99: no allocation, no I/O, no host library.  Used by the
  * controller (ZeroMQ and serial) and by the device-side library (protocols/
@@ -12,7 +12,7 @@
  *
  *   off size field
  *    0   2   magic    'P' 'T' (0x50 0x54)
- *    2   1   version  1
+ *    2   1   version  2 (1 still accepted: same layout, RUN/VJP row0 = 0)
  *    3   1   type     PT_* message type
  *    4   2   flags    PT_F_*
  *    6   2   frag     index of this fragment, 0-based (serial links only)
@@ -36,7 +36,8 @@
 
 #define PT_MAGIC0 0x50u
 #define PT_MAGIC1 0x54u
-#define PT_VERSION 1u
+#define PT_VERSION 2u      /* sent */
+#define PT_VERSION_MIN 1u  /* oldest accepted */
 #define PT_HEADER_SIZE 24u
 #define PT_CRC_SIZE 4u
 #define PT_OVERHEAD (PT_HEADER_SIZE + PT_CRC_SIZE)
@@ -110,15 +111,18 @@ size_t pt_frame_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t flags, u
 
 /* ---- message payloads (the message = the fragments' payloads joined) ---- */
 
-/* RUN: u64 id | u32 batch | u32 n_theta | u32 n_in | u32 reserved (0) |
- *      theta [n_theta] f32 | x [batch, n_in] f32 */
+/* RUN: u64 id | u32 batch | u32 n_theta | u32 n_in | u32 row0 |
+ *      theta [n_theta] f32 | x [batch, n_in] f32
+ * row0 (version 2; 0 in version 1): index of x's first row in the whole
+ * query (struct patctl_query.row0), for parts of a batch split across a pool. */
 #define PT_RUN_HEAD 24u
 typedef struct pt_run {
     uint64_t id;
-    uint32_t batch, n_theta, n_in;
+    uint32_t batch, n_theta, n_in, row0;
     const uint8_t *theta, *x;   /* into the payload */
 } pt_run;
-void pt_run_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_theta, uint32_t n_in);
+void pt_run_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_theta, uint32_t n_in,
+                 uint32_t row0);
 int pt_run_parse(const uint8_t *p, size_t n, pt_run *r);
 
 /* RESULT: u64 id | u32 batch | u32 n_out | y [batch, n_out] f32 */
@@ -132,16 +136,16 @@ void pt_result_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_out);
 int pt_result_parse(const uint8_t *p, size_t n, pt_result *r);
 
 /* VJP: u64 id | u32 batch | u32 n_theta | u32 n_in | u32 n_out | u32 want |
- *      u32 reserved | theta | x [batch, n_in] | gy [batch, n_out]
- * want: bit 0 gx, bit 1 gtheta. */
+ *      u32 row0 | theta | x [batch, n_in] | gy [batch, n_out]
+ * want: bit 0 gx, bit 1 gtheta; row0 as in RUN (0 in version 1). */
 #define PT_VJP_HEAD 32u
 typedef struct pt_vjp {
     uint64_t id;
-    uint32_t batch, n_theta, n_in, n_out, want;
+    uint32_t batch, n_theta, n_in, n_out, want, row0;
     const uint8_t *theta, *x, *gy;
 } pt_vjp;
 void pt_vjp_head(uint8_t *out, uint64_t id, uint32_t batch, uint32_t n_theta, uint32_t n_in,
-                 uint32_t n_out, uint32_t want);
+                 uint32_t n_out, uint32_t want, uint32_t row0);
 int pt_vjp_parse(const uint8_t *p, size_t n, pt_vjp *v);
 
 /* GRADIENT: u64 id | u32 batch | u32 n_in | u32 n_theta | u32 have |

@@ -13,7 +13,7 @@ and calls serve(); `patctl train` then trains it with a device
     driver = remote
     endpoint = tcp://127.0.0.1:5555
 
-The wire format is protocols/PROTOCOL.md (frames with magic 'PT', version 1,
+The wire format is protocols/PROTOCOL.md (frames with magic 'PT', version 2,
 CRC-32 from zlib; a ROUTER socket answering DEALER clients).  This server
 keeps its own safety boundary: NaN/Inf and out-of-limit values are refused
 before the function is called (the controller clamps or ramps before it
@@ -36,7 +36,8 @@ import numpy as np
 import zmq
 
 MAGIC = b"PT"
-VERSION = 1
+VERSION = 2          # sent; version-1 frames (same layout) are accepted too
+VERSIONS = (1, 2)
 HEADER = struct.Struct("<2sBBHHHHIII")  # magic ver type flags frag nfrag 0 seq offset len
 F_HEADER_CRC = 0x0002
 
@@ -59,8 +60,8 @@ def parse(buf: bytes):
     if len(buf) < HEADER.size + 4:
         raise ValueError("short frame")
     magic, ver, typ, flags, frag, nfrag, res, seq, offset, length = HEADER.unpack_from(buf)
-    if magic != MAGIC or ver != VERSION or res != 0 or frag != 0 or nfrag != 1 or offset != 0:
-        raise ValueError("not a version-1 single frame")
+    if magic != MAGIC or ver not in VERSIONS or res != 0 or frag != 0 or nfrag != 1 or offset != 0:
+        raise ValueError("not a version-1/2 single frame")
     if length != len(buf) - HEADER.size - 4:
         raise ValueError("length mismatch")
     covered = buf[:HEADER.size] if flags & F_HEADER_CRC else buf[:HEADER.size + length]
@@ -112,7 +113,7 @@ class Device:
 
     def description(self) -> dict:
         return {
-            "protocol": 1, "model": self.model, "about": self.about, "n_in": self.n_in,
+            "protocol": VERSION, "model": self.model, "about": self.about, "n_in": self.n_in,
             "n_out": self.n_out, "in_unit": self.in_unit, "out_unit": self.out_unit,
             "in_lo": self.in_lo, "in_hi": self.in_hi, "simulated": self.simulated,
             "has_vjp": False, "driver": "python",
@@ -158,8 +159,10 @@ def handle(dev: Device, typ: int, payload: bytes):
 def _run(dev: Device, p: bytes) -> bytes:
     if len(p) < 24:
         raise DeviceError(ERR_FORMAT, "run: short payload")
-    qid, batch, n_theta, n_in, res = struct.unpack_from("<QIIII", p)
-    if res != 0 or len(p) != 24 + 4 * (n_theta + batch * n_in):
+    # row0 (protocol 2): where this part starts in a pooled batch; an
+    # instrument's noise is its own, so the function does not need it
+    qid, batch, n_theta, n_in, _row0 = struct.unpack_from("<QIIII", p)
+    if len(p) != 24 + 4 * (n_theta + batch * n_in):
         raise DeviceError(ERR_FORMAT, "run: malformed payload")
     if n_theta != dev.n_theta or n_in != dev.n_in:
         raise DeviceError(ERR_ARG, "run: expected %d parameters and %d inputs, got %d and %d"

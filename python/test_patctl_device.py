@@ -25,11 +25,15 @@ def hexb(s):
 class Frames(unittest.TestCase):
     def test_vectors(self):
         self.assertEqual(pd.frame(pd.PING, 1, b"hi"), hexb(
-            "50 54 01 06 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 02 00 00 00 68 69 97 ad d3 13"))
+            "50 54 02 06 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 02 00 00 00 68 69 bf 04 cd 4b"))
         res = struct.pack("<QII", 7, 2, 1) + struct.pack("<2f", 1.5, -0.125)
-        self.assertEqual(pd.frame(pd.RESULT, 0x01020304, res)[-4:], hexb("17 69 4e f2"))
-        run = struct.pack("<QIIII", 7, 2, 2, 1, 0) + struct.pack("<4f", 0.5, -1.0, 0.25, 2.0)
-        self.assertEqual(pd.frame(pd.RUN, 0x01020304, run, pd.F_HEADER_CRC)[-4:], hexb("a8 6e ee 1a"))
+        self.assertEqual(pd.frame(pd.RESULT, 0x01020304, res)[-4:], hexb("a2 c5 14 72"))
+        run = struct.pack("<QIIII", 7, 2, 2, 1, 16) + struct.pack("<4f", 0.5, -1.0, 0.25, 2.0)
+        self.assertEqual(pd.frame(pd.RUN, 0x01020304, run)[-4:], hexb("e4 27 96 81"))
+        self.assertEqual(pd.frame(pd.RUN, 0x01020304, run, pd.F_HEADER_CRC)[-4:], hexb("e8 c3 96 23"))
+        # a version-1 frame is still understood
+        v1 = hexb("50 54 01 06 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 02 00 00 00 68 69 97 ad d3 13")
+        self.assertEqual(pd.parse(v1)[2:], (1, b"hi"))
 
     def test_parse_rejects_damage(self):
         f = bytearray(pd.frame(pd.PING, 5, b"abc"))

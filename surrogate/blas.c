@@ -66,6 +66,13 @@ void blas_sgemm_serial(int ta, int tb, int M, int N, int K, float alpha, const f
     sgemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void blas_sgemv_t_serial(int K, int N, float alpha, const float *A, int lda, const float *x,
+                         float beta, float *y)
+{
+    team_threads(); /* OpenBLAS single-threaded, as in sgemm1 */
+    cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, A, lda, x, 1, beta, y, 1);
+}
+
 const char *blas_library(void)
 {
     Dl_info info;

@@ -18,6 +18,12 @@ void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha,
 void blas_sgemm_serial(int ta, int tb, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* y[N] = alpha * A^T x + beta * y for A [K, N] with leading dimension lda,
+ * x [K]: one OpenBLAS call on the calling thread.  Its result for a row x
+ * depends only on (K, N, lda, data), never on other rows. */
+void blas_sgemv_t_serial(int K, int N, float alpha, const float *A, int lda, const float *x,
+                         float beta, float *y);
+
 /* File name of the shared object that provides cblas_sgemm in this process,
  * e.g. "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0". */
 const char *blas_library(void);

@@ -131,9 +131,16 @@ static int round_down_12(int k)
     return 1;
 }
 
-static blocks stage_blocks(int B, int n)
+static blocks stage_blocks(int B, int n, int row_exact)
 {
     blocks b = {1, 1};
+    if (row_exact) {
+        /* columns split by N only: every row sees the same GEMV shapes
+         * whatever B is; rows are independent, so any row split is exact */
+        b.ncb = n >= 256 ? round_down_12(n / 128) : 1;
+        b.nrb = B >= 4 ? 2 : 1;
+        return b;
+    }
     if (2.0 * B * (double)n * n < PAR_MIN_FLOPS)
         return b;
     b.ncb = round_down_12(n / 128);             /* >= 128 columns each */
@@ -143,7 +150,7 @@ static blocks stage_blocks(int B, int n)
 
 int osc_stage_blocks(int B, int n)
 {
-    blocks b = stage_blocks(B, n);
+    blocks b = stage_blocks(B, n, 0);
     return b.nrb * b.ncb;
 }
 
@@ -344,8 +351,12 @@ static void fwd_part(void *arg, int p, int np)
      * the broadcast e) */
     for (int b = r0; b < r1; b++)
         memcpy(a + (long)b * n + lo, j->e + lo, sizeof(float) * (size_t)width);
-    blas_sgemm_serial(0, 0, r1 - r0, (int)width, n, 1.0f, Sk + (long)r0 * n, n, t->M + lo, n, 1.0f,
-                      a + (long)r0 * n + lo, n);
+    if (m->row_exact)
+        for (int b = r0; b < r1; b++)
+            blas_sgemv_t_serial(n, (int)width, 1.0f, t->M + lo, n, Sk + (long)b * n, 1.0f, a + (long)b * n + lo);
+    else
+        blas_sgemm_serial(0, 0, r1 - r0, (int)width, n, 1.0f, Sk + (long)r0 * n, n, t->M + lo, n, 1.0f,
+                          a + (long)r0 * n + lo, n);
     int last = j->s + 1 == m->steps;
     for (int b = r0; b < r1; b++) {
         long o = (long)b * n + lo;
@@ -379,7 +390,7 @@ int osc_forward(const osc_model *m, const float *C, const float *e,
     }
     long len = (long)B * n;
     fwd_job j = {.m = m, .t = tape, .e = e, .x = x, .noise = noise, .B = B, .s = 0, .k = -1,
-                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .bl = stage_blocks(B, n)};
+                 .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .bl = stage_blocks(B, n, m->row_exact)};
     int np = j.bl.nrb * j.bl.ncb;
 
     laplacian(tape->L, tape->M, m, C, n);
@@ -593,7 +604,7 @@ int osc_backward(const osc_model *m, osc_tape *t, const float *gy,
     long len = (long)B * n, row = (long)t->cap * n;
     bwd_job j = {.m = m, .t = t, .gy = gy, .B = B, .s = m->steps - 1, .k = 4,
                  .h = m->t_end / (float)m->steps, .w = 1.0f + m->k.eta, .want_eta = gk != NULL,
-                 .bl = stage_blocks(B, n)};
+                 .bl = stage_blocks(B, n, 0)};
     int np = j.bl.nrb * j.bl.ncb;
     const float *gq = t->w[0];
     double geta = 0.0;

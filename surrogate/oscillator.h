@@ -38,6 +38,16 @@ typedef struct osc_model {
     int exact_trig;       /* 0 (default): vectorised sin/cos (surrogate/trig.h,
                              < 1.2e-7 absolute error); 1: libm sinf/cosf, the
                              reference arithmetic of tests/osc_ref.c */
+    int row_exact;        /* 0 (default): the coupling GEMM runs over the
+                             whole batch (fastest; OpenBLAS rounds
+                             differently for different shapes, so a row's
+                             last bits depend on the batch it is in);
+                             1: osc_forward computes every row on its own
+                             (one GEMV per row, column blocks fixed by N):
+                             a row's result does not depend on the batch
+                             size.  The simulated device sets it, so a batch
+                             split across a pool of servers gives
+                             bit-identical results (~1.4-2x slower GEMM part) */
 } osc_model;
 
 /* The nominal model: N oscillators, 5 RK4 steps to t_end = 0.5, no gap. */

@@ -698,9 +698,11 @@ static void test_online_tracks_drift(void **state)
     double r_st = online_rms(d, st, th, x, BQ);
     printf("  worst |eta error| after step 50: %.3f; prediction rms: online %.4f, nominal %.4f\n", worst_late,
            r_on, r_st);
-    /* the window spans 5 steps of a 400-query period: the lag is small */
+    /* the window spans 5 steps of a 400-query period: the lag is small; the
+     * online prediction error sits at the noise floor (input noise sigma
+     * 0.01 -> ~0.009 rms), the nominal one well above it */
     assert_true(worst_late < 0.08);
-    assert_true(r_on < 0.5 * r_st);
+    assert_true(r_on < 0.6 * r_st);
     surrogate_destroy(&st);
     surrogate_destroy(&on);
     device_close(&d);

@@ -38,21 +38,23 @@ static int hexbytes(const char *hex, uint8_t *out)
 
 /* The vectors of PROTOCOL.md (made independently with Python's struct and
  * zlib.crc32). */
-static const char *V_PING = "50 54 01 06 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 02 00 00 00 68 69 97 ad d3 13";
+static const char *V_PING = "50 54 02 06 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 02 00 00 00 68 69 bf 04 cd 4b";
+/* the same PING as a version-1 frame: still accepted */
+static const char *V_PING_V1 = "50 54 01 06 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 02 00 00 00 68 69 97 ad d3 13";
 static const char *V_RUN =
-    "50 54 01 03 00 00 00 00 01 00 00 00 04 03 02 01 00 00 00 00 28 00 00 00 07 00 00 00 00 00 00 00 "
-    "02 00 00 00 02 00 00 00 01 00 00 00 00 00 00 00 00 00 00 3f 00 00 80 bf 00 00 80 3e 00 00 00 40 "
-    "10 aa 0d 60";
+    "50 54 02 03 00 00 00 00 01 00 00 00 04 03 02 01 00 00 00 00 28 00 00 00 07 00 00 00 00 00 00 00 "
+    "02 00 00 00 02 00 00 00 01 00 00 00 10 00 00 00 00 00 00 3f 00 00 80 bf 00 00 80 3e 00 00 00 40 "
+    "e4 27 96 81";
 static const char *V_RESULT =
-    "50 54 01 04 00 00 00 00 01 00 00 00 04 03 02 01 00 00 00 00 18 00 00 00 07 00 00 00 00 00 00 00 "
-    "02 00 00 00 01 00 00 00 00 00 c0 3f 00 00 00 be 17 69 4e f2";
+    "50 54 02 04 00 00 00 00 01 00 00 00 04 03 02 01 00 00 00 00 18 00 00 00 07 00 00 00 00 00 00 00 "
+    "02 00 00 00 01 00 00 00 00 00 c0 3f 00 00 00 be a2 c5 14 72";
 static const char *V_ERROR =
-    "50 54 01 05 00 00 00 00 01 00 00 00 09 00 00 00 00 00 00 00 0d 00 00 00 fa ff ff ff 74 69 6d 65 "
-    "64 20 6f 75 74 2f c9 8b c9";
-static const char *V_MAKE_SAFE = "50 54 01 08 00 00 00 00 01 00 00 00 0a 00 00 00 00 00 00 00 00 00 00 00 01 65 17 88";
-static const char *V_RUN_HDRCRC_TAIL = "a8 6e ee 1a";
+    "50 54 02 05 00 00 00 00 01 00 00 00 09 00 00 00 00 00 00 00 0d 00 00 00 fa ff ff ff 74 69 6d 65 "
+    "64 20 6f 75 74 36 f7 58 42";
+static const char *V_MAKE_SAFE = "50 54 02 08 00 00 00 00 01 00 00 00 0a 00 00 00 00 00 00 00 00 00 00 00 41 c8 6f b1";
+static const char *V_RUN_HDRCRC_TAIL = "e8 c3 96 23";
 static const char *V_COBS_PING =
-    "05 50 54 01 06 01 01 01 02 01 01 01 02 01 01 01 01 01 01 01 02 02 01 01 07 68 69 97 ad d3 13 00";
+    "05 50 54 02 06 01 01 01 02 01 01 01 02 01 01 01 01 01 01 01 02 02 01 01 07 68 69 bf 04 cd 4b 00";
 
 static void test_crc32(void **state)
 {
@@ -86,9 +88,9 @@ static void test_frame_vectors(void **state)
     size_t n = pt_frame_encode(f, sizeof(f), PT_PING, 0, 1, (const uint8_t *)"hi", 2);
     expect_bytes(f, n, V_PING);
 
-    /* RUN: id 7, B 2, theta [0.5, -1], n_in 1, x [0.25, 2] */
+    /* RUN: id 7, row0 16, B 2, theta [0.5, -1], n_in 1, x [0.25, 2] */
     float th[2] = {0.5f, -1.0f}, x[2] = {0.25f, 2.0f};
-    pt_run_head(pay, 7, 2, 2, 1);
+    pt_run_head(pay, 7, 2, 2, 1, 16);
     pt_f32_store(pay + PT_RUN_HEAD, th, 2);
     pt_f32_store(pay + PT_RUN_HEAD + 8, x, 2);
     n = pt_frame_encode(f, sizeof(f), PT_RUN, 0, 0x01020304u, pay, PT_RUN_HEAD + 16);
@@ -101,6 +103,7 @@ static void test_frame_vectors(void **state)
     assert_int_equal(pt_run_parse(f + PT_HEADER_SIZE, h.len, &r), 0);
     assert_int_equal(r.id, 7);
     assert_int_equal(r.batch, 2);
+    assert_int_equal(r.row0, 16);
     float back[2];
     pt_f32_load(back, r.x, 2);
     assert_true(back[0] == 0.25f && back[1] == 2.0f);
@@ -142,10 +145,16 @@ static void test_frame_vectors(void **state)
     n = pt_frame_encode(f, sizeof(f), PT_MAKE_SAFE, 0, 10, NULL, 0);
     expect_bytes(f, n, V_MAKE_SAFE);
 
-    /* a frame of another version is a protocol error, not garbage */
+    /* a version-1 frame (same layout) is still accepted */
     uint8_t ping[64];
-    int pn = hexbytes(V_PING, ping);
-    ping[2] = 2;
+    int pn = hexbytes(V_PING_V1, ping);
+    assert_int_equal(pt_frame_check(ping, (size_t)pn, &h, 0), 0);
+    assert_int_equal(h.type, PT_PING);
+    /* a frame of another version is a protocol error, not garbage */
+    pn = hexbytes(V_PING, ping);
+    ping[2] = 3;
+    assert_int_equal(pt_frame_check(ping, (size_t)pn, &h, 0), PATCTL_ERR_PROTOCOL);
+    ping[2] = 0;
     assert_int_equal(pt_frame_check(ping, (size_t)pn, &h, 0), PATCTL_ERR_PROTOCOL);
     /* short or oversized */
     assert_int_equal(pt_frame_check(ping, 10, &h, 0), PATCTL_ERR_FORMAT);
@@ -160,24 +169,26 @@ static void test_payload_sizes(void **state)
     uint8_t p[256];
     memset(p, 0, sizeof(p));
     pt_run r;
-    pt_run_head(p, 1, 3, 2, 4); /* needs 24 + 4 * (2 + 12) = 80 bytes */
+    pt_run_head(p, 1, 3, 2, 4, 0); /* needs 24 + 4 * (2 + 12) = 80 bytes */
     assert_int_equal(pt_run_parse(p, 80, &r), 0);
     assert_int_not_equal(pt_run_parse(p, 79, &r), 0);
     assert_int_not_equal(pt_run_parse(p, 84, &r), 0);
-    pt_run_head(p, 1, 0x40000000u, 0, 0x40000000u); /* 2^60 floats: never "fits" */
+    pt_run_head(p, 1, 0x40000000u, 0, 0x40000000u, 0); /* 2^60 floats: never "fits" */
     assert_int_not_equal(pt_run_parse(p, 24, &r), 0);
-    pt_run_head(p, 1, 0, 0, 5);
+    pt_run_head(p, 1, 0, 0, 5, 0);
     assert_int_equal(pt_run_parse(p, 24, &r), 0); /* B = 0: theta only (here empty) */
-    p[20] = 1; /* reserved must be 0 */
-    assert_int_not_equal(pt_run_parse(p, 24, &r), 0);
+    p[20] = 1; /* row0 (version 2) */
+    assert_int_equal(pt_run_parse(p, 24, &r), 0);
+    assert_int_equal(r.row0, 1);
     pt_result res;
     pt_result_head(p, 1, 2, 3);
     assert_int_equal(pt_result_parse(p, 16 + 24, &res), 0);
     assert_int_not_equal(pt_result_parse(p, 16 + 20, &res), 0);
     pt_vjp v;
-    pt_vjp_head(p, 1, 2, 3, 1, 1, 3);
+    pt_vjp_head(p, 1, 2, 3, 1, 1, 3, 70000);
     assert_int_equal(pt_vjp_parse(p, 32 + 4 * (3 + 2 + 2), &v), 0);
-    pt_vjp_head(p, 1, 2, 3, 1, 1, 4); /* unknown want bit */
+    assert_int_equal(v.row0, 70000);
+    pt_vjp_head(p, 1, 2, 3, 1, 1, 4, 0); /* unknown want bit */
     assert_int_not_equal(pt_vjp_parse(p, 32 + 4 * 7, &v), 0);
     pt_gradient g;
     pt_gradient_head(p, 1, 2, 1, 3, 2); /* gtheta only */
@@ -485,7 +496,7 @@ static void test_desc_json(void **state)
         {"{\"model\":\"m\",\"n_in\":1,\"n_out\":1,\"in_lo\":0,\"in_hi\":1,\"blocks\":[1,2,3,4,5,6,7,8,9]}",
          "more entries than patctl supports"},
         {"{\"model\":\"m\",\"n_in\":1,\"n_out\":1,\"in_lo\":0,\"in_hi\":1,\"simulated\":1,\"blocks\":[]}", "'simulated' must be true or false"},
-        {"{\"protocol\":2,\"model\":\"m\",\"n_in\":1,\"n_out\":1,\"in_lo\":0,\"in_hi\":1,\"blocks\":[]}", "'protocol' is out of range"},
+        {"{\"protocol\":3,\"model\":\"m\",\"n_in\":1,\"n_out\":1,\"in_lo\":0,\"in_hi\":1,\"blocks\":[]}", "'protocol' is out of range"},
         {"{\"model\":\"m\",\"n_in\":1,", "not a JSON object"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

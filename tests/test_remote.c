@@ -754,6 +754,94 @@ static void test_pool(void **state)
     srv_stop(&s[2]);
 }
 
+/* The final parameters of a run (copied from the last step view). */
+typedef struct {
+    float *p;
+    long n;
+} last_params;
+
+static void keep_params(void *user, const train_step_view *v)
+{
+    last_params *lp = user;
+    if (lp->n != v->n_params) {
+        free(lp->p);
+        lp->p = malloc(sizeof(float) * (size_t)v->n_params);
+        lp->n = v->n_params;
+    }
+    if (lp->p)
+        memcpy(lp->p, v->params, sizeof(float) * (size_t)v->n_params);
+}
+
+static void train_params(const run_config *c, train_result *r, last_params *lp, const char *what)
+{
+    char err[512] = "";
+    train_options o = {.quiet = 1, .on_step = keep_params, .on_step_user = lp};
+    int rc = train_run(c, &tr, &te, &o, r, err, sizeof(err));
+    if (rc)
+        fail_msg("%s: train_run: %s", what, err);
+    assert_non_null(lp->p);
+    printf("  %-34s test accuracy %.3f, loss %.6f, %ld steps\n", what, r->test_accuracy, r->epochs[0].loss,
+           r->steps);
+}
+
+/* A pool gives bit-identical results: every part of a split batch carries
+ * its row offset (RUN row0), so seeded noise (input noise sigma, the common
+ * output noise) is drawn per absolute row, as in-process and on one server.
+ * The quickstart's devices, PAT and ideal (the exact VJP through the pool). */
+static void test_pool_identical(void **state)
+{
+    (void)state;
+    const char *opts[2] = {"n=64,eta=0.1,j_noise=0.2,sigma=0.02,noise_std=0.01",
+                           "n=266,eta=0.1,j_noise=0.2,sigma=0.02"};
+    train_mode modes[2] = {MODE_PAT, MODE_IDEAL};
+    static srv s[2][3];
+    char addr[2][3][64];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) {
+            snprintf(addr[i][j], sizeof(addr[i][j]), "ipc:///tmp/patctl-test-%d-q%d%d.ipc", (int)getpid(), i, j);
+            srv_start(&s[i][j], "oscillators", opts[i], addr[i][j], NULL);
+        }
+    for (int k = 0; k < 2; k++) {
+        static train_result loc, one, pool2, pool3;
+        last_params lp[4] = {{0}};
+        run_config c;
+        base_config(&c, modes[k]);
+        for (int i = 0; i < 2; i++)
+            snprintf(c.devices[i].options, sizeof(c.devices[i].options), "%s", opts[i]);
+        train_params(&c, &loc, &lp[0], modes[k] == MODE_PAT ? "pat in-process" : "ideal in-process");
+        for (int i = 0; i < 2; i++)
+            make_remote(&c, i, addr[i][0], NULL);
+        train_params(&c, &one, &lp[1], modes[k] == MODE_PAT ? "pat one server" : "ideal one server");
+        for (int i = 0; i < 2; i++) {
+            char ep[512];
+            snprintf(ep, sizeof(ep), "%s|%s", addr[i][1], addr[i][2]);
+            make_remote(&c, i, ep, NULL);
+        }
+        train_params(&c, &pool2, &lp[2], modes[k] == MODE_PAT ? "pat pool of 2" : "ideal pool of 2");
+        for (int i = 0; i < 2; i++) {
+            char ep[512];
+            snprintf(ep, sizeof(ep), "%s|%s|%s", addr[i][0], addr[i][1], addr[i][2]);
+            make_remote(&c, i, ep, NULL);
+        }
+        train_params(&c, &pool3, &lp[3], modes[k] == MODE_PAT ? "pat pool of 3" : "ideal pool of 3");
+        /* parameters bit-identical to in-process (ideal: the exact VJP runs
+         * on one member with the whole batch) */
+        for (int j = 1; j < 4; j++) {
+            assert_int_equal(lp[j].n, lp[0].n);
+            assert_memory_equal(lp[j].p, lp[0].p, sizeof(float) * (size_t)lp[0].n);
+        }
+        expect_identical(&loc, &one);
+        expect_identical(&loc, &pool2);
+        expect_identical(&loc, &pool3);
+        assert_int_equal(pool3.all_dev.faults, 0);
+        for (int j = 0; j < 4; j++)
+            free(lp[j].p);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            srv_stop(&s[i][j]);
+}
+
 /* ---- CURVE through the remote driver ---- */
 
 static void test_remote_curve(void **state)
@@ -807,7 +895,7 @@ static void test_server_boundary(void **state)
     assert_int_equal(pt_client_open(&c, addr, NULL, err, sizeof(err)), 0);
     float th[6] = {0, 0, 0, 0, 9.0f /* > hi = 4 */, 0}, x[2] = {0, 0};
     uint8_t head[PT_RUN_HEAD];
-    pt_run_head(head, 1, 1, 6, 2);
+    pt_run_head(head, 1, 1, 6, 2, 0);
     pt_part parts[3] = {{head, sizeof(head)}, {th, sizeof(th)}, {x, sizeof(x)}};
     uint32_t seq;
     pt_msg rep;
@@ -825,7 +913,7 @@ static void test_server_boundary(void **state)
     assert_int_equal(pt_error_parse(rep.data, rep.len, &code, &text, &tl), 0);
     assert_int_equal(code, PATCTL_ERR_NONFINITE);
     /* wrong shapes: an error, not a crash */
-    pt_run_head(head, 1, 1, 5, 2);
+    pt_run_head(head, 1, 1, 5, 2, 0);
     parts[1].n = 20;
     assert_int_equal(pt_client_send(c, PT_RUN, parts, 3, &seq), 0);
     assert_int_equal(pt_client_wait(c, seq, 3000, &rep), 0);
@@ -845,6 +933,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_boundary),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_pool_identical),
         cmocka_unit_test(test_remote_curve),
         cmocka_unit_test_teardown(test_serve_tcp_identical, kill_spawned),
         cmocka_unit_test(test_overlap_identical),

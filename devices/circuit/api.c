@@ -206,13 +206,18 @@ static int circuit_run(void *state, const struct patctl_query *q, float *y)
     int rc = truth_forward(d, q, y);
     if (rc)
         return rc;
-    long len = (long)q->batch * circuit_n_out(&d->m);
+    int n_out = circuit_n_out(&d->m);
+    long len = (long)q->batch * n_out;
     if (d->johnson > 0) {
-        gsl_rng *r = sim_rng(d->seed, q->id, PURPOSE_JOHNSON);
+        /* row b's noise from the stream of its absolute row q->row0 + b */
+        gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
         if (!r)
             return PATCTL_ERR_NOMEM;
-        for (long i = 0; i < len; i++)
-            y[i] += (float)gsl_ran_gaussian_ziggurat(r, d->johnson);
+        for (int b = 0; b < q->batch; b++) {
+            sim_rng_row(r, d->seed, q->id, PURPOSE_JOHNSON, (uint64_t)(q->row0 + b));
+            for (int k = 0; k < n_out; k++)
+                y[(long)b * n_out + k] += (float)gsl_ran_gaussian_ziggurat(r, d->johnson);
+        }
         gsl_rng_free(r);
     }
     if (d->adc_bits > 0) {
@@ -223,7 +228,7 @@ static int circuit_run(void *state, const struct patctl_query *q, float *y)
             y[i] = (float)(c * lsb - d->adc_range);
         }
     }
-    return sim_noise_apply(&d->nz, q->id, y, q->batch, circuit_n_out(&d->m));
+    return sim_noise_apply(&d->nz, q->id, q->row0, y, q->batch, n_out);
 }
 
 static int circuit_vjp(void *state, const struct patctl_query *q, const float *gy,

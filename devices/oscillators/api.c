@@ -46,9 +46,13 @@ static const char *const known[] = {
     "in_gain", "in_offset", "out_gain", "out_offset", "eta_drift", "eta_drift_period", NULL,
 };
 
-static int ensure_cap(osc_dev *d, int B)
+/* Room for B rows; exact: exactly B (osc_backward sums dL/dM in one GEMM
+ * when the tape is full and per stage otherwise, which rounds differently,
+ * so the VJP uses a tape of exactly B rows: its result then does not depend
+ * on the batch sizes this device saw before, e.g. behind a server). */
+static int ensure_cap2(osc_dev *d, int B, int exact)
 {
-    if (B <= d->cap)
+    if (exact ? B == d->cap : B <= d->cap)
         return 0;
     osc_tape *t = osc_tape_alloc(d->m.n, B, d->m.steps);
     float *nz = malloc(sizeof(float) * (size_t)B * (size_t)d->m.n);
@@ -62,6 +66,8 @@ static int ensure_cap(osc_dev *d, int B)
     d->tape = t, d->noise = nz, d->cap = B;
     return 0;
 }
+
+static int ensure_cap(osc_dev *d, int B) { return ensure_cap2(d, B, 0); }
 
 static void osc_close(void *state)
 {
@@ -124,6 +130,7 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
     d->m.steps = (int)steps;
     d->m.t_end = (float)t_end;
     d->m.k = (osc_consts){(float)eta, (float)cg, (float)ig, (float)io, (float)og, (float)oo};
+    d->m.row_exact = 1; /* a row's result independent of the batch: pools are bit-identical */
     d->sigma = (float)sigma;
     d->eta0 = (float)eta;
     d->eta_drift = edrift;
@@ -173,18 +180,23 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
     return 0;
 }
 
-/* The input noise of query q (deterministic in seed and q->id). */
+/* The input noise of query q [B, N] (deterministic in seed, q->id and each
+ * row's absolute index q->row0 + b, so a split batch draws the same). */
 static int draw_noise(osc_dev *d, const struct patctl_query *q)
 {
-    long len = (long)q->batch * d->m.n;
+    int n = d->m.n;
+    long len = (long)q->batch * n;
     if (d->sigma <= 0) {
         memset(d->noise, 0, sizeof(float) * (size_t)len);
         return 0;
     }
-    gsl_rng *r = sim_rng(d->seed, q->id, PURPOSE_INPUT);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
     if (!r)
         return PATCTL_ERR_NOMEM;
-    sim_gaussian_fill(r, d->noise, len, d->sigma);
+    for (int b = 0; b < q->batch; b++) {
+        sim_rng_row(r, d->seed, q->id, PURPOSE_INPUT, (uint64_t)(q->row0 + b));
+        sim_gaussian_fill(r, d->noise + (long)b * n, n, d->sigma);
+    }
     gsl_rng_free(r);
     return 0;
 }
@@ -209,7 +221,7 @@ static int osc_run(void *state, const struct patctl_query *q, float *y)
     if (q->batch == 0)
         return 0;
     int rc = osc_measure(d, q, y);
-    return rc ? rc : sim_noise_apply(&d->nz, q->id, y, q->batch, d->m.n);
+    return rc ? rc : sim_noise_apply(&d->nz, q->id, q->row0, y, q->batch, d->m.n);
 }
 
 static int osc_vjp(void *state, const struct patctl_query *q, const float *gy,
@@ -225,11 +237,14 @@ static int osc_vjp(void *state, const struct patctl_query *q, const float *gy,
     if (q->batch == 0)
         return 0;
     float *y = malloc(sizeof(float) * (size_t)q->batch * (size_t)n);
-    if (!y)
-        return PATCTL_ERR_NOMEM;
+    int rc = y ? ensure_cap2(d, q->batch, 1) : PATCTL_ERR_NOMEM;
+    if (rc) {
+        free(y);
+        return rc;
+    }
     /* same id => same eta and input noise => same trajectory; the common
      * output layer is the identity for the VJP (see sim_noise.h) */
-    int rc = osc_measure(d, q, y);
+    rc = osc_measure(d, q, y);
     free(y);
     if (rc)
         return rc;

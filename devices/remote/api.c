@@ -20,8 +20,9 @@
  *   seed=N                   forwarded to a seeded server (patctl passes the
  *                            seed its in-process twin would get)
  *
- * Every RUN carries the query id patctl gave (struct patctl_query.id), so a
- * seeded simulator behind `patctl serve` draws the same noise as in-process.
+ * Every RUN carries the query id patctl gave (struct patctl_query.id) and
+ * the absolute index of its first row (row0), so a seeded simulator behind
+ * `patctl serve` draws the same noise as in-process.
  * Sequence numbers (per link, one per request) tie replies to requests: a
  * late reply to a request given up on is dropped, never taken for a new one.
  *
@@ -29,8 +30,10 @@
  * all sent before any reply is awaited, so the parts run in parallel.  A
  * member that fails (after its retries) is dropped and its part retried on
  * the others; a dropped member is tried again after backoff_max_ms.  Parts
- * of one query share its id, so a pool of seeded simulators does not give
- * the same noise as one device (documented in protocols/README.md). */
+ * of one query share its id and carry their row offset (RUN row0, protocol
+ * 2), so a pool of seeded simulators draws exactly the noise one device
+ * would: a pooled run is bit-identical to a single server and to in-process.
+ * Every member of a pool must speak protocol 2 (checked at open). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,6 +52,7 @@ typedef struct member {
     char addr[256];
     pt_client *c;
     int alive;
+    uint32_t protocol;      /* version its description announced */
     double retry_at;        /* monotonic seconds: when a dropped member is tried again */
 } member;
 
@@ -243,6 +247,7 @@ static int describe(remote *r, member *mb, struct patctl_device_desc *out, char 
             return rc;
     }
     *out = dc.desc;
+    mb->protocol = dc.extra.protocol;
     return 0;
 }
 
@@ -343,7 +348,11 @@ static int remote_open(void **state, const struct patctl_option *o, int no, stru
         rc = describe(r, &r->m[i], &d, err, errlen);
         if (rc)
             break;
-        if (i == 0) {
+        if (r->n > 1 && r->m[i].protocol < 2) {
+            snprintf(err, errlen, "remote pool: %s speaks protocol %u; a pool needs protocol 2 (row offsets, "
+                     "so that a split batch draws the same noise)", r->m[i].addr, r->m[i].protocol);
+            rc = PATCTL_ERR_PROTOCOL;
+        } else if (i == 0) {
             r->desc = d;
         } else if (!same_shape(&r->desc, &d)) {
             snprintf(err, errlen, "remote pool: %s describes a different device than %s (shapes or limits differ)",
@@ -397,7 +406,8 @@ static int check_result(remote *r, member *mb, const pt_msg *rep, void *ctx)
 static int run_part(remote *r, member *mb, const struct patctl_query *q, int r0, int rows, float *y)
 {
     uint8_t head[PT_RUN_HEAD];
-    pt_run_head(head, q->id, (uint32_t)rows, (uint32_t)r->n_theta, (uint32_t)r->desc.n_in);
+    pt_run_head(head, q->id, (uint32_t)rows, (uint32_t)r->n_theta, (uint32_t)r->desc.n_in,
+                (uint32_t)(q->row0 + r0));
     pt_part parts[3] = {{head, sizeof(head)},
                         {q->theta, sizeof(float) * (size_t)r->n_theta},
                         {rows ? q->x + (size_t)r0 * r->desc.n_in : NULL, sizeof(float) * (size_t)rows * r->desc.n_in}};
@@ -468,7 +478,8 @@ static int remote_run(void *state, const struct patctl_query *q, float *y)
         r0[i] = at;
         rows[i] = q->batch / nparts + (i < q->batch % nparts ? 1 : 0);
         at += rows[i];
-        pt_run_head(head[i], q->id, (uint32_t)rows[i], (uint32_t)r->n_theta, (uint32_t)r->desc.n_in);
+        pt_run_head(head[i], q->id, (uint32_t)rows[i], (uint32_t)r->n_theta, (uint32_t)r->desc.n_in,
+                    (uint32_t)(q->row0 + r0[i]));
         pt_part parts[3] = {{head[i], PT_RUN_HEAD},
                             {q->theta, sizeof(float) * (size_t)r->n_theta},
                             {q->x + (size_t)r0[i] * r->desc.n_in, sizeof(float) * (size_t)rows[i] * r->desc.n_in}};
@@ -548,7 +559,7 @@ static int remote_vjp(void *state, const struct patctl_query *q, const float *gy
     uint8_t head[PT_VJP_HEAD];
     uint32_t want = (gx ? 1u : 0u) | (gtheta ? 2u : 0u);
     pt_vjp_head(head, q->id, (uint32_t)q->batch, (uint32_t)r->n_theta, (uint32_t)r->desc.n_in,
-                (uint32_t)r->desc.n_out, want);
+                (uint32_t)r->desc.n_out, want, (uint32_t)q->row0);
     pt_part parts[4] = {{head, sizeof(head)},
                         {q->theta, sizeof(float) * (size_t)r->n_theta},
                         {q->x, sizeof(float) * (size_t)q->batch * r->desc.n_in},

@@ -135,10 +135,12 @@ static int on_run(device *d, pt_server *s, const pt_msg *m, const serve_opts *o,
         slog(o, "fault injection: killing this server at run request %llu", (unsigned long long)st->runs);
         raise(SIGKILL);
     }
-    /* keep the client's query id: a seeded simulator then draws the same
-     * noise as in-process */
+    /* keep the client's query id and row offset: a seeded simulator then
+     * draws the same noise as in-process, also for a part of a pooled batch */
     d->next_id = r.id;
+    d->next_row0 = (int64_t)r.row0;
     int rc = device_run(d, theta, x, B, B > 0 ? b->y : NULL);
+    d->next_row0 = 0;
     if (rc) {
         st->errors++;
         snprintf(msg, sizeof(msg), "%s", d->err[0] ? d->err : patctl_strerror(rc));
@@ -200,7 +202,7 @@ static int on_vjp(device *d, pt_server *s, const pt_msg *m, bufs *b)
             rc = PATCTL_ERR_NONFINITE;
     if (rc)
         return reply_error(s, m, rc, "vjp: non-finite values refused");
-    struct patctl_query q = {.id = v.id, .batch = B, .theta = b->theta, .x = b->x};
+    struct patctl_query q = {.id = v.id, .batch = B, .theta = b->theta, .x = b->x, .row0 = (int64_t)v.row0};
     rc = d->drv->vjp(d->state, &q, gy, (v.want & 1) ? b->gx : NULL, (v.want & 2) ? b->gt : NULL);
     if (rc)
         return reply_error(s, m, rc, "vjp failed");

@@ -198,16 +198,22 @@ static int ensure_tape(shg_dev *d, int B)
     return 0;
 }
 
-/* shot noise and camera quantisation of y [len] for query id */
-static int measure_noise(shg_dev *d, uint64_t id, float *y, long len)
+/* shot noise and camera quantisation of y [B, n_out] for query q; row b's
+ * shot noise comes from the stream of its absolute row q->row0 + b */
+static int measure_noise(shg_dev *d, const struct patctl_query *q, float *y)
 {
+    int n_out = d->m.n_out;
+    long len = (long)q->batch * n_out;
     if (d->photons > 0) {
-        gsl_rng *r = sim_rng(d->seed, id, PURPOSE_SHOT);
+        gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
         if (!r)
             return PATCTL_ERR_NOMEM;
-        for (long i = 0; i < len; i++) {
-            double mean = fmax((double)y[i], 0.0) * d->photons;
-            y[i] = (float)((double)gsl_ran_poisson(r, mean) / d->photons);
+        for (int b = 0; b < q->batch; b++) {
+            sim_rng_row(r, d->seed, q->id, PURPOSE_SHOT, (uint64_t)(q->row0 + b));
+            for (long i = (long)b * n_out; i < (long)(b + 1) * n_out; i++) {
+                double mean = fmax((double)y[i], 0.0) * d->photons;
+                y[i] = (float)((double)gsl_ran_poisson(r, mean) / d->photons);
+            }
         }
         gsl_rng_free(r);
     }
@@ -230,10 +236,9 @@ static int shg_run(void *state, const struct patctl_query *q, float *y)
     int rc = ensure_tape(d, q->batch);
     if (rc || (rc = shg_forward(&d->m, q->x, q->theta, q->batch, y, d->tape)))
         return rc;
-    long len = (long)q->batch * d->m.n_out;
-    if ((rc = measure_noise(d, q->id, y, len)))
+    if ((rc = measure_noise(d, q, y)))
         return rc;
-    return sim_noise_apply(&d->nz, q->id, y, q->batch, d->m.n_out);
+    return sim_noise_apply(&d->nz, q->id, q->row0, y, q->batch, d->m.n_out);
 }
 
 static int shg_vjp(void *state, const struct patctl_query *q, const float *gy,

@@ -1,4 +1,4 @@
-/* The patctl device driver ABI, version 1 — what a driver author reads.
+/* The patctl device driver ABI, version 2 — what a driver author reads.
  *
  * WHAT A DRIVER IS
  * A driver is one table of function pointers, struct patctl_driver, filled
@@ -11,8 +11,9 @@
  * patctl dlopen()s the file (a path containing '/' or ending in ".so", given
  * as the driver of a device on the command line or in a config), calls the
  * entry, and refuses the plugin with PATCTL_ERR_ABI and a message naming the
- * file when the symbol is missing, the table's abi_version differs from
- * PATCTL_DEVICE_ABI_VERSION, or a required member is NULL.  The table and
+ * file when the symbol is missing, the table's abi_version is not between
+ * PATCTL_DEVICE_ABI_MIN and PATCTL_DEVICE_ABI_VERSION, or a required member
+ * is NULL.  The table and
  * the strings it points to must stay valid until the plugin is unloaded
  * (a static const table is the norm).  See examples/plugin/ for a complete,
  * out-of-tree plugin.
@@ -67,11 +68,20 @@
  * Simulated drivers should derive the noise of a query from (seed, query id)
  * only, so that runs are reproducible and vjp() can recompute the noise
  * realisation of the forward pass it differentiates (same id => same noise).
+ * Noise that differs per sample should come from a stream of (seed, id,
+ * absolute row q->row0 + b) for row b: a remote pool splits one batch into
+ * parts (same id, row0 = where the part starts) and the parts then draw what
+ * the whole batch would have drawn on one device.
  *
  * VERSIONING
  * PATCTL_DEVICE_ABI_VERSION changes whenever a struct layout below or the
- * meaning of a member changes; a plugin built for another version is refused.
- * New flags and new PATCTL_ERR_* codes do not change the version. */
+ * meaning of a member changes; a plugin built for a version outside
+ * [PATCTL_DEVICE_ABI_MIN, PATCTL_DEVICE_ABI_VERSION] is refused.  New flags
+ * and new PATCTL_ERR_* codes do not change the version.
+ *   1  the first ABI.
+ *   2  struct patctl_query gained row0 (appended: the members of version 1
+ *      keep their offsets, so version-1 plugins still load; they just do not
+ *      see row0).  A version-2 plugin is refused by a version-1 patctl. */
 #ifndef PATCTL_DEVICE_H
 #define PATCTL_DEVICE_H
 
@@ -79,7 +89,8 @@
 #include <stdint.h>
 #include "patctl/error.h"
 
-#define PATCTL_DEVICE_ABI_VERSION 1u
+#define PATCTL_DEVICE_ABI_VERSION 2u
+#define PATCTL_DEVICE_ABI_MIN 1u    /* oldest plugin ABI still loaded */
 #define PATCTL_MAX_BLOCKS 8
 #define PATCTL_PLUGIN_ENTRY "patctl_driver_entry"
 
@@ -139,6 +150,11 @@ struct patctl_query {
     int32_t batch;         /* B >= 0; B == 0 only applies theta */
     const float *theta;    /* [n_theta] */
     const float *x;        /* [B, n_in], NULL when B == 0 */
+    /* ABI 2: absolute index of x's row 0 in the whole query.  0 unless the
+     * query is a part of a larger batch (a remote pool splits a batch into
+     * parts that share the id); seeded simulators draw the noise of row b
+     * from (seed, id, row0 + b) so the split does not change it. */
+    int64_t row0;
 };
 
 struct patctl_driver {
