@@ -1,9 +1,11 @@
 /* Oscillator physics: integrator accuracy, exact VJP against finite
  * differences (nominal and with the truth gap), the device's ideal VJP, and
  * device == surrogate when the gap is switched off. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "devices/device.h"
@@ -193,33 +195,51 @@ static void test_device_ideal_vjp(void **state)
     free(o);
 }
 
+/* Without a gap the device computes exactly what the surrogate computes,
+ * with the batch GEMM (default) and with row_exact=1 (one GEMV per row, so
+ * a row does not depend on its batch); the two paths agree to rounding. */
 static void test_device_without_gap_is_surrogate(void **state)
 {
     (void)state;
-    struct patctl_option *o;
-    int no = options_parse("n=6,eta=0,j_noise=0,sigma=0", &o);
-    device *dev;
-    char err[256];
-    assert_int_equal(device_open(&dev, "osc", "oscillators", o, no, 1, err, sizeof(err)), 0);
-    /* the device computes every row on its own (row_exact, so that pools
-     * are bit-identical): the surrogate does the same arithmetic with it */
-    surrogate *s = surrogate_osc_new(&(osc_model){.n = N, .steps = 5, .t_end = 0.5f,
-                                                  .k = {0, 1, 1, 0, 1, 0}, .row_exact = 1});
-    float th[N * N + N], x[B * N], yd[B * N], ys[B * N];
-    fill(th, N * N + N, 0.4f, 41);
-    fill(x, B * N, 0.8f, 42);
-    assert_int_equal(device_run(dev, th, x, B, yd), 0);
-    assert_int_equal(surrogate_forward(s, th, x, B, ys), 0);
-    assert_memory_equal(yd, ys, sizeof(yd));
+    static float yexact[B * N];
+    for (int exact = 0; exact < 2; exact++) {
+        struct patctl_option *o;
+        int no = options_parse(exact ? "n=6,eta=0,j_noise=0,sigma=0,row_exact=1" : "n=6,eta=0,j_noise=0,sigma=0", &o);
+        device *dev;
+        char err[256];
+        assert_int_equal(device_open(&dev, "osc", "oscillators", o, no, 1, err, sizeof(err)), 0);
+        surrogate *s = surrogate_osc_new(&(osc_model){.n = N, .steps = 5, .t_end = 0.5f,
+                                                      .k = {0, 1, 1, 0, 1, 0}, .row_exact = exact});
+        float th[N * N + N], x[B * N], yd[B * N], ys[B * N];
+        fill(th, N * N + N, 0.4f, 41);
+        fill(x, B * N, 0.8f, 42);
+        assert_int_equal(device_run(dev, th, x, B, yd), 0);
+        assert_int_equal(surrogate_forward(s, th, x, B, ys), 0);
+        assert_memory_equal(yd, ys, sizeof(yd));
+        if (exact) {
+            for (int i = 0; i < B * N; i++)
+                assert_true(fabsf(ys[i] - yexact[i]) < 1e-5f);
+        } else {
+            memcpy(yexact, ys, sizeof(ys));
+        }
+        surrogate_destroy(&s);
+        device_close(&dev);
+        free(o);
+    }
     /* with the default gap the outputs differ measurably */
+    char err[256];
     device *gap;
     assert_int_equal(device_open(&gap, "gap", "oscillators", NULL, 0, 3, err, sizeof(err)), 0);
     assert_int_equal(gap->desc.n_in, 64);
     device_close(&gap);
     assert_null(gap);
-    surrogate_destroy(&s);
-    device_close(&dev);
-    free(o);
+    /* a bad row_exact is refused */
+    struct patctl_option *bad;
+    int nb = options_parse("n=6,row_exact=2", &bad);
+    device *d2 = NULL;
+    assert_int_not_equal(device_open(&d2, "bad", "oscillators", bad, nb, 1, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "row_exact"));
+    free(bad);
 }
 
 int main(void)

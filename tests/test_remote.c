@@ -791,8 +791,8 @@ static void train_params(const run_config *c, train_result *r, last_params *lp, 
 static void test_pool_identical(void **state)
 {
     (void)state;
-    const char *opts[2] = {"n=64,eta=0.1,j_noise=0.2,sigma=0.02,noise_std=0.01",
-                           "n=266,eta=0.1,j_noise=0.2,sigma=0.02"};
+    const char *opts[2] = {"n=64,eta=0.1,j_noise=0.2,sigma=0.02,noise_std=0.01,row_exact=1",
+                           "n=266,eta=0.1,j_noise=0.2,sigma=0.02,row_exact=1"};
     train_mode modes[2] = {MODE_PAT, MODE_IDEAL};
     static srv s[2][3];
     char addr[2][3][64];

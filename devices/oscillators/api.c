@@ -43,7 +43,7 @@ typedef struct {
 
 static const char *const known[] = {
     "n", "eta", "j_noise", "sigma", "seed", "steps", "t_end", "coupling_gain",
-    "in_gain", "in_offset", "out_gain", "out_offset", "eta_drift", "eta_drift_period", NULL,
+    "in_gain", "in_offset", "out_gain", "out_offset", "eta_drift", "eta_drift_period", "row_exact", NULL,
 };
 
 /* Room for B rows; exact: exactly B (osc_backward sums dL/dM in one GEMM
@@ -86,7 +86,7 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
     int rc = options_check_known2(o, no, known, sim_noise_keys, "oscillators", err, errlen);
     if (rc)
         return rc;
-    long n, steps;
+    long n, steps, row_exact;
     double eta, jn, sigma, t_end, cg, ig, io, og, oo, edrift, eperiod;
     sim_noise nz;
     uint64_t seed;
@@ -104,10 +104,15 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
         (rc = options_float(o, no, "out_offset", 0.0, &oo, err, errlen)) ||
         (rc = options_float(o, no, "eta_drift", 0.0, &edrift, err, errlen)) ||
         (rc = options_float(o, no, "eta_drift_period", 10000.0, &eperiod, err, errlen)) ||
+        (rc = options_int(o, no, "row_exact", 0, &row_exact, err, errlen)) ||
         (rc = sim_noise_parse(&nz, o, no, seed, err, errlen)))
         return rc;
     if (eperiod <= 0) {
         snprintf(err, errlen, "option eta_drift_period: expected > 0 queries, got %g", eperiod);
+        return PATCTL_ERR_ARG;
+    }
+    if (row_exact != 0 && row_exact != 1) {
+        snprintf(err, errlen, "option row_exact: expected 0 or 1, got %ld", row_exact);
         return PATCTL_ERR_ARG;
     }
     if (n < 1 || n > 20000) {
@@ -130,7 +135,9 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
     d->m.steps = (int)steps;
     d->m.t_end = (float)t_end;
     d->m.k = (osc_consts){(float)eta, (float)cg, (float)ig, (float)io, (float)og, (float)oo};
-    d->m.row_exact = 1; /* a row's result independent of the batch: pools are bit-identical */
+    /* 1: a row's result does not depend on the batch it is in, so a pool of
+     * servers gives the bits of one server (one GEMV per row: slower) */
+    d->m.row_exact = (int)row_exact;
     d->sigma = (float)sigma;
     d->eta0 = (float)eta;
     d->eta_drift = edrift;
@@ -279,6 +286,8 @@ const struct patctl_driver patctl_driver_oscillators = {
         "in_gain=1 in_offset=0 out_gain=1 out_offset=0   truth: input/output calibration\n"
         "eta_drift=0     truth: slow drift amplitude of eta (temperature)\n"
         "eta_drift_period=10000  queries per eta drift cycle\n"
+        "row_exact=0     1: every row computed on its own (one GEMV per row), so a batch\n"
+        "                split across a pool of servers gives bit-identical results (slower)\n"
         SIM_NOISE_HELP,
     .flags = PATCTL_DRV_SEEDED,
     .open = osc_open,
