@@ -31,8 +31,9 @@ int cmd_keygen(int argc, char **argv)
             printf("usage: patctl keygen [--out PREFIX] [--force]\n"
                    "Writes a CURVE key pair: PREFIX.key (public + secret, mode 0600; for\n"
                    "`patctl serve --curve-key` or the remote option client_key=) and PREFIX.pub\n"
-                   "(public only; give it to clients as server_key=PREFIX.pub).  Default PREFIX:\n"
-                   "patctl.  Existing files are kept unless --force.\n");
+                   "(public only; give it to clients as server_key=PREFIX.pub, or a client's to a\n"
+                   "server's --allow-keys list).  Default PREFIX: patctl.  Existing files are kept\n"
+                   "unless --force.\n");
             return EXIT_OK;
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             prefix = argv[++i];

@@ -28,6 +28,13 @@ static void serve_usage(FILE *f)
         "  --baud N          serial baud rate (default 115200)\n"
         "  --mtu N           serial: largest frame payload (default 4096)\n"
         "  --curve-key FILE  CURVE key pair from `patctl keygen` (clients need FILE.pub)\n"
+        "  --allow-keys FILE only the CURVE clients listed in FILE may connect (needs\n"
+        "                    --curve-key): one client public key per line, as in its\n"
+        "                    keygen .pub (40 Z85 characters or 'public = KEY'); '#'\n"
+        "                    comment lines and blank lines allowed.  Clients set\n"
+        "                    client_key=THEIR.key; refused clients get no data and are\n"
+        "                    logged here with their key.  Without it any client that\n"
+        "                    has FILE.pub may connect\n"
         "  --seed N          device seed for seeded simulators (default: the client's\n"
         "                    session seed; a seed= option pins it)\n"
         "  --limits P        clamp (default) | reject\n"
@@ -87,7 +94,7 @@ static int parse_l(const char *s, long lo, long hi, long *out)
 
 int cmd_serve(int argc, char **argv)
 {
-    const char *driver = NULL, *zmq = NULL, *serial = NULL, *keyfile = NULL;
+    const char *driver = NULL, *zmq = NULL, *serial = NULL, *keyfile = NULL, *allowfile = NULL;
     char options[4096] = "";
     long baud = 115200, mtu = 4096, seed = 0, max_req = 0;
     int have_seed = 0;
@@ -117,6 +124,7 @@ int cmd_serve(int argc, char **argv)
             } else if (!strcmp(a, "--zmq")) zmq = v;
             else if (!strcmp(a, "--serial")) serial = v;
             else if (!strcmp(a, "--curve-key")) keyfile = v;
+            else if (!strcmp(a, "--allow-keys")) allowfile = v;
             else if (!strcmp(a, "--baud")) { if (parse_l(v, 50, 100000000, &baud)) goto bad; }
             else if (!strcmp(a, "--mtu")) { if (parse_l(v, 16, 65535, &mtu)) goto bad; }
             else if (!strcmp(a, "--seed")) { if (parse_l(v, 0, 0x7fffffffL, &seed)) goto bad; have_seed = 1; }
@@ -157,6 +165,17 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "patctl serve: needs --device and exactly one of --zmq or --serial (see --help)\n");
         return EXIT_USAGE;
     }
+    if (allowfile && (!keyfile || serial)) {
+        fprintf(stderr, "patctl serve: --allow-keys %s needs --curve-key FILE and --zmq (it lists the "
+                "CURVE clients allowed)\n", allowfile);
+        return EXIT_USAGE;
+    }
+    if (allowfile && strlen(allowfile) >= sizeof(lo.curve_allow_file)) {
+        fprintf(stderr, "patctl serve: --allow-keys: path too long\n");
+        return EXIT_USAGE;
+    }
+    if (allowfile)
+        snprintf(lo.curve_allow_file, sizeof(lo.curve_allow_file), "%s", allowfile);
     char err[1024] = "";
     sd.driver = driver;
     sd.n_opts = options_parse(options, &sd.opts);
@@ -197,7 +216,7 @@ int cmd_serve(int argc, char **argv)
     }
     printf("patctl serve: device %s (%s: %d inputs, %d outputs, %ld parameters) on %s%s\n", driver,
            d->desc.model, d->desc.n_in, d->desc.n_out, d->n_theta, pt_server_address(srv),
-           keyfile ? " (CURVE)" : "");
+           allowfile ? " (CURVE, clients in the allowlist only)" : keyfile ? " (CURVE)" : "");
     printf("patctl serve: ready on %s\n", pt_server_address(srv));
     fflush(stdout);
     serve_stats st;

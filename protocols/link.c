@@ -121,6 +121,11 @@ int pt_server_open(pt_server **out, const char *address, const pt_link_opts *o, 
         s->o = *o;
     else
         pt_link_opts_default(&s->o);
+    if (is_serial(address) && s->o.curve_allow_file[0]) {
+        snprintf(err, errlen, "%s: a CURVE allowlist needs a ZeroMQ address, not a serial line", address);
+        free(s);
+        return PATCTL_ERR_CONFIG;
+    }
     int rc = is_serial(address) ? pt_serial_server_open(s, err, errlen) : pt_zmq_server_open(s, err, errlen);
     if (rc) {
         free(s);

@@ -47,6 +47,8 @@ typedef struct pt_link_opts {
     char curve_server_public[41];  /* Z85; client: the server's key (enables CURVE) */
     char curve_public[41];     /* Z85: own key pair (server: required for CURVE; */
     char curve_secret[41];     /*  client: generated when empty) */
+    char curve_allow_file[256]; /* server: CURVE client allowlist (zap.c: one
+                                  public key per line); empty: any client key */
     int allow_insecure_remote; /* server: serve a non-loopback tcp address without
                                   CURVE (tests only; default refuses) */
     int send_timeout_ms;       /* client: longest wait for a connected server to take a
@@ -70,6 +72,8 @@ typedef struct pt_link_stats {
     uint64_t bytes_out, bytes_in;  /* on the wire */
     uint64_t payload_out, payload_in; /* message payload bytes */
     uint64_t retransmitted;        /* serial fragments sent again */
+    uint64_t auth_refused;         /* ZeroMQ client: CURVE handshakes the server
+                                      refused (its ZAP handler said no) */
 } pt_link_stats;
 
 typedef struct pt_client pt_client;

@@ -8,12 +8,14 @@
  * checksums the whole frame.  Receivers honour either. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
 #include "protocols/link.h"
+#include "protocols/zap.h"
 
 /* ---- one context per process, shared by every link ---- */
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -51,6 +53,8 @@ typedef struct {
     int have_in;
     zmq_msg_t peer;      /* server: identity of the last request */
     int have_peer;
+    char zap_domain[32]; /* server with an allowlist: its ZAP domain (zap.c) */
+    void *mon;           /* client with CURVE: PAIR reading the socket's monitor */
 } zlink;
 
 static int zerr(char *err, size_t errlen, const char *what, const char *addr)
@@ -164,16 +168,59 @@ static int client_socket(pt_client *c, char *err, size_t errlen)
             zmq_setsockopt(z->sock, ZMQ_CURVE_PUBLICKEY, c->o.curve_public, 41) ||
             zmq_setsockopt(z->sock, ZMQ_CURVE_SECRETKEY, c->o.curve_secret, 41))
             return zerr(err, errlen, "CURVE keys for", c->address);
+        /* watch for the server refusing our key (its ZAP handler said no):
+         * libzmq gives no error on the socket itself, only this event */
+        static atomic_uint mon_counter;
+        char mon_ep[64];
+        snprintf(mon_ep, sizeof(mon_ep), "inproc://patctl-monitor-%u", atomic_fetch_add(&mon_counter, 1));
+        if (zmq_socket_monitor(z->sock, mon_ep, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+            z->mon = zmq_socket(ctx, ZMQ_PAIR);
+            if (z->mon && zmq_connect(z->mon, mon_ep)) {
+                zmq_close(z->mon);
+                z->mon = NULL;
+            }
+            if (z->mon)
+                set_int(z->mon, ZMQ_LINGER, 0);
+        }
     }
     if (zmq_connect(z->sock, c->address))
         return zerr(err, errlen, "cannot connect to", c->address);
     return 0;
 }
 
+/* Count the authentication failures the monitor reported (non-blocking). */
+static void check_auth(pt_client *c)
+{
+    zlink *z = c->impl;
+    if (!z->mon)
+        return;
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, z->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        /* frame 1: uint16 event + uint32 value (native order); frame 2: endpoint */
+        uint16_t id = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&id, zmq_msg_data(&ev), 2);
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more)
+            drain_more(z->mon);
+        if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            c->st.auth_refused++;
+    }
+}
+
 static int zc_send(pt_client *c, uint8_t type, uint32_t seq, const pt_part *parts, int nparts)
 {
     zlink *z = c->impl;
-    return zsend(z->sock, &c->o, type, seq, parts, nparts, 0, &c->st);
+    int rc = zsend(z->sock, &c->o, type, seq, parts, nparts, 0, &c->st);
+    if (rc)
+        check_auth(c);
+    return rc;
 }
 
 static double mono_ms(void)
@@ -198,8 +245,10 @@ static int zc_wait(pt_client *c, uint32_t seq, int timeout_ms, pt_msg *reply)
         zmq_msg_init(&z->in);
         z->have_in = 1;
         int rc = zrecv_part(z->sock, &z->in, (int)left);
-        if (rc)
+        if (rc) {
+            check_auth(c);
             return rc;
+        }
         c->st.bytes_in += zmq_msg_size(&z->in);
         if (has_more(z->sock)) {
             drain_more(z->sock);
@@ -224,6 +273,11 @@ static void zc_drop(pt_client *c)
     if (z->have_in) {
         zmq_msg_close(&z->in);
         z->have_in = 0;
+    }
+    if (z->mon) {
+        zmq_socket_monitor(z->sock, NULL, 0);
+        zmq_close(z->mon);
+        z->mon = NULL;
     }
     if (z->sock) {
         zmq_close(z->sock);
@@ -341,6 +395,8 @@ static void zs_close(pt_server *s)
         zmq_msg_close(&z->peer);
     if (z->sock)
         zmq_close(z->sock);
+    if (z->zap_domain[0])
+        pt_zap_remove(z->zap_domain);
     free(z);
     s->impl = NULL;
     ctx_put();
@@ -351,6 +407,11 @@ static const pt_server_ops zserver_ops = {zs_recv, zs_reply, zs_close};
 int pt_zmq_server_open(pt_server *s, char *err, size_t errlen)
 {
     int curve = s->o.curve_secret[0] != 0;
+    if (s->o.curve_allow_file[0] && !curve) {
+        snprintf(err, errlen, "%s: a client allowlist (%s) needs CURVE keys (--curve-key FILE)", s->address,
+                 s->o.curve_allow_file);
+        return PATCTL_ERR_CONFIG;
+    }
     if (!curve && !pt_address_is_local(s->address) && !s->o.allow_insecure_remote) {
         snprintf(err, errlen,
                  "%s is not a loopback address: serving it needs CURVE keys (patctl keygen, then "
@@ -382,6 +443,15 @@ int pt_zmq_server_open(pt_server *s, char *err, size_t errlen)
             zmq_setsockopt(z->sock, ZMQ_CURVE_SECRETKEY, s->o.curve_secret, 41)) {
             rc = zerr(err, errlen, "CURVE server key for", s->address);
             goto fail;
+        }
+        if (s->o.curve_allow_file[0]) {
+            rc = pt_zap_add(ctx, s->o.curve_allow_file, z->zap_domain, err, errlen);
+            if (rc)
+                goto fail;
+            if (zmq_setsockopt(z->sock, ZMQ_ZAP_DOMAIN, z->zap_domain, strlen(z->zap_domain))) {
+                rc = zerr(err, errlen, "ZAP domain for", s->address);
+                goto fail;
+            }
         }
     }
     if (zmq_bind(z->sock, s->address)) {

@@ -665,6 +665,79 @@ static void test_curve(void **state)
     unlink(path);
 }
 
+/* The allowlist file of `serve --allow-keys`: bad files are clear errors
+ * naming file and line; the ZAP handler starts and stops with its servers. */
+static int open_allow(pt_server **s, const pt_link_opts *base, const char *path, const char *text, char *err,
+                      size_t errlen)
+{
+    if (text) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+    }
+    pt_link_opts o = *base;
+    snprintf(o.curve_allow_file, sizeof(o.curve_allow_file), "%s", path);
+    return pt_server_open(s, "tcp://127.0.0.1:*", &o, err, errlen);
+}
+
+static void test_allow_keys_file(void **state)
+{
+    (void)state;
+    pt_link_opts so;
+    pt_link_opts_default(&so);
+    char err[512], pub[41], sec[41], line[256], path[64];
+    if (pt_curve_keypair(so.curve_public, so.curve_secret)) {
+        skip();
+        return;
+    }
+    assert_int_equal(pt_curve_keypair(pub, sec), 0);
+    snprintf(path, sizeof(path), "/tmp/patctl-allow-%d", (int)getpid());
+    pt_server *s = NULL, *s2 = NULL;
+    /* a malformed third line */
+    snprintf(line, sizeof(line), "# ok\n%s\nnot-a-key\n", pub);
+    assert_int_equal(open_allow(&s, &so, path, line, err, sizeof(err)), PATCTL_ERR_FORMAT);
+    printf("  %s\n", err);
+    char want[96];
+    snprintf(want, sizeof(want), "%s:3:", path);
+    assert_non_null(strstr(err, want));
+    assert_null(s);
+    /* a key with trailing garbage; a 39-character key; a secret line */
+    snprintf(line, sizeof(line), "%s extra\n", pub);
+    assert_int_equal(open_allow(&s, &so, path, line, err, sizeof(err)), PATCTL_ERR_FORMAT);
+    assert_non_null(strstr(err, ":1:"));
+    snprintf(line, sizeof(line), "\n%.39s\n", pub);
+    assert_int_equal(open_allow(&s, &so, path, line, err, sizeof(err)), PATCTL_ERR_FORMAT);
+    assert_non_null(strstr(err, ":2:"));
+    snprintf(line, sizeof(line), "secret = %s\n", sec);
+    assert_int_equal(open_allow(&s, &so, path, line, err, sizeof(err)), PATCTL_ERR_FORMAT);
+    /* a commented-out key is a comment: no keys left is an error too */
+    snprintf(line, sizeof(line), "#%s\n# %s\n", pub, pub);
+    assert_int_equal(open_allow(&s, &so, path, line, err, sizeof(err)), PATCTL_ERR_FORMAT);
+    assert_non_null(strstr(err, "no keys"));
+    /* a missing file names it */
+    unlink(path);
+    assert_int_equal(open_allow(&s, &so, path, NULL, err, sizeof(err)), PATCTL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, path));
+    /* an allowlist without CURVE keys, or on a serial line: refused */
+    snprintf(line, sizeof(line), "%s\n", pub);
+    pt_link_opts plain;
+    pt_link_opts_default(&plain);
+    assert_int_equal(open_allow(&s, &plain, path, line, err, sizeof(err)), PATCTL_ERR_CONFIG);
+    assert_non_null(strstr(err, "CURVE"));
+    pt_link_opts ser = so;
+    snprintf(ser.curve_allow_file, sizeof(ser.curve_allow_file), "%s", path);
+    assert_int_equal(pt_server_open(&s, "serial:/dev/null", &ser, err, sizeof(err)), PATCTL_ERR_CONFIG);
+    /* two servers share the handler; it stops with the last and starts again */
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(open_allow(&s, &so, path, line, err, sizeof(err)), 0);
+        assert_int_equal(open_allow(&s2, &so, path, NULL, err, sizeof(err)), 0);
+        pt_server_close(&s);
+        pt_server_close(&s2);
+    }
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_zmq_request_reply_and_stale),
         cmocka_unit_test(test_address_rule),
         cmocka_unit_test(test_curve),
+        cmocka_unit_test(test_allow_keys_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

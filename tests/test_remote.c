@@ -878,6 +878,166 @@ static void test_remote_curve(void **state)
     srv_stop(&s);
 }
 
+/* ---- CURVE client allowlist (serve --allow-keys, a ZAP handler) ---- */
+
+/* Open a remote device on addr with server_key and extra options; returns
+ * the device_open code, the error text in err. */
+static int open_remote(device **d, const char *addr, const char *server_pub, const char *extra, char *err,
+                       size_t errlen)
+{
+    char o[1024];
+    snprintf(o, sizeof(o), "endpoint=%s,server_key=%s,timeout_ms=300,retries=1,backoff_ms=10%s%s", addr,
+             server_pub, extra[0] ? "," : "", extra);
+    struct patctl_option *po;
+    int no = options_parse(o, &po);
+    int rc = device_open(d, "r", "remote", po, no, 1, err, errlen);
+    free(po);
+    return rc;
+}
+
+static void write_keyfile(const char *path, const char *pub, const char *sec)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "# patctl CURVE key pair: keep secret\npublic = %s\nsecret = %s\n", pub, sec);
+    fclose(f);
+}
+
+static void test_allow_keys(void **state)
+{
+    (void)state;
+    pt_link_opts lo;
+    pt_link_opts_default(&lo);
+    char a_pub[41], a_sec[41], b_pub[41], b_sec[41], c_pub[41], c_sec[41];
+    if (pt_curve_keypair(lo.curve_public, lo.curve_secret))
+        skip();
+    assert_int_equal(pt_curve_keypair(a_pub, a_sec), 0);
+    assert_int_equal(pt_curve_keypair(b_pub, b_sec), 0);
+    assert_int_equal(pt_curve_keypair(c_pub, c_sec), 0);
+    /* the allowlist: A as in its .pub, C bare with a comment; B not listed */
+    char allow[128], akey[128], bkey[128];
+    snprintf(allow, sizeof(allow), "/tmp/patctl-test-%d-allow.txt", (int)getpid());
+    snprintf(akey, sizeof(akey), "/tmp/patctl-test-%d-a.key", (int)getpid());
+    snprintf(bkey, sizeof(bkey), "/tmp/patctl-test-%d-b.key", (int)getpid());
+    FILE *f = fopen(allow, "w");
+    assert_non_null(f);
+    fprintf(f, "# lab clients\n\n# patctl CURVE public key\npublic = %s\n  %s   # another client\n", a_pub, c_pub);
+    fclose(f);
+    write_keyfile(akey, a_pub, a_sec);
+    write_keyfile(bkey, b_pub, b_sec);
+    snprintf(lo.curve_allow_file, sizeof(lo.curve_allow_file), "%s", allow);
+    static srv s; /* outlives a failed assertion's longjmp */
+    const char *addr = srv_start(&s, "oscillators", "n=4,sigma=0", "tcp://127.0.0.1:*", &lo);
+    char extra[256], err[1024];
+    device *d = NULL;
+    float th[20] = {0}, x[4] = {0.1f, 0.2f, 0.3f, 0.4f}, y[4] = {NAN, NAN, NAN, NAN}, yref[4];
+
+    /* a listed client (client_key = its keygen .key file): results, equal to
+     * the served device's own */
+    snprintf(extra, sizeof(extra), "client_key=%s", akey);
+    int rc = open_remote(&d, addr, lo.curve_public, extra, err, sizeof(err));
+    if (rc)
+        fail_msg("listed client: %s", err);
+    assert_int_equal(device_run(d, th, x, 1, y), 0);
+    device_close(&d);
+    uint64_t served = s.st.requests;
+    assert_true(served >= 2); /* DESCRIBE + RUN at least */
+    for (int i = 0; i < 4; i++)
+        assert_true(isfinite(y[i]));
+    memcpy(yref, y, sizeof(y));
+
+    /* a valid key pair that is not on the list: no data, an error naming the
+     * endpoint and the refusal */
+    snprintf(extra, sizeof(extra), "client_key=%s", bkey);
+    rc = open_remote(&d, addr, lo.curve_public, extra, err, sizeof(err));
+    printf("  unlisted key: %s\n", err);
+    assert_int_not_equal(rc, 0);
+    assert_null(d);
+    assert_non_null(strstr(err, addr));
+    assert_non_null(strstr(err, "authentication refused"));
+    assert_int_equal(s.st.requests, served); /* the server answered nothing */
+
+    /* no client_key: an ephemeral key pair, not on the list either */
+    rc = open_remote(&d, addr, lo.curve_public, "", err, sizeof(err));
+    printf("  ephemeral key: %s\n", err);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "authentication refused"));
+    assert_int_equal(s.st.requests, served);
+
+    /* the bare-key line works too (C), and A again gives the same result */
+    snprintf(extra, sizeof(extra), "client_key=%s", akey);
+    assert_int_equal(open_remote(&d, addr, lo.curve_public, extra, err, sizeof(err)), 0);
+    assert_int_equal(device_run(d, th, x, 1, y), 0);
+    assert_memory_equal(y, yref, sizeof(y));
+    device_close(&d);
+    write_keyfile(bkey, c_pub, c_sec);
+    snprintf(extra, sizeof(extra), "client_key=%s", bkey);
+    rc = open_remote(&d, addr, lo.curve_public, extra, err, sizeof(err));
+    if (rc)
+        fail_msg("bare-key client: %s", err);
+    device_close(&d);
+
+    /* client_key without server_key: a clear error, not silently ignored */
+    char o[512];
+    snprintf(o, sizeof(o), "endpoint=%s,client_key=%s", addr, akey);
+    struct patctl_option *po;
+    int no = options_parse(o, &po);
+    assert_int_equal(device_open(&d, "r", "remote", po, no, 1, err, sizeof(err)), PATCTL_ERR_ARG);
+    free(po);
+    assert_non_null(strstr(err, "server_key"));
+    srv_stop(&s);
+    remove(allow);
+    remove(akey);
+    remove(bkey);
+}
+
+/* The real `patctl serve --curve-key --allow-keys`: a listed client gets
+ * results, an unlisted one nothing, and the server (its ZAP thread joined)
+ * exits cleanly on SIGTERM. */
+static void test_allow_keys_serve(void **state)
+{
+    (void)state;
+    char s_pub[41], s_sec[41], a_pub[41], a_sec[41], b_pub[41], b_sec[41];
+    if (pt_curve_keypair(s_pub, s_sec))
+        skip();
+    assert_int_equal(pt_curve_keypair(a_pub, a_sec), 0);
+    assert_int_equal(pt_curve_keypair(b_pub, b_sec), 0);
+    char skey[128], akey[128], bkey[128], allow[128];
+    snprintf(skey, sizeof(skey), "/tmp/patctl-test-%d-s.key", (int)getpid());
+    snprintf(akey, sizeof(akey), "/tmp/patctl-test-%d-sa.key", (int)getpid());
+    snprintf(bkey, sizeof(bkey), "/tmp/patctl-test-%d-sb.key", (int)getpid());
+    snprintf(allow, sizeof(allow), "/tmp/patctl-test-%d-sallow.pub", (int)getpid());
+    write_keyfile(skey, s_pub, s_sec);
+    write_keyfile(akey, a_pub, a_sec);
+    write_keyfile(bkey, b_pub, b_sec);
+    FILE *f = fopen(allow, "w");
+    assert_non_null(f);
+    fprintf(f, "# patctl CURVE public key\npublic = %s\n", a_pub);
+    fclose(f);
+    proc p;
+    const char *args[] = {"--device", "oscillators", "n=4", "--zmq", "tcp://127.0.0.1:*", "--curve-key", skey,
+                          "--allow-keys", allow, NULL};
+    assert_int_equal(proc_start(&p, args), 0);
+    char extra[256], err[1024];
+    device *d = NULL;
+    snprintf(extra, sizeof(extra), "client_key=%s", bkey);
+    assert_int_not_equal(open_remote(&d, p.addr, s_pub, extra, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "authentication refused"));
+    snprintf(extra, sizeof(extra), "client_key=%s", akey);
+    if (open_remote(&d, p.addr, s_pub, extra, err, sizeof(err)))
+        fail_msg("listed client: %s", err);
+    float th[20] = {0}, x[4] = {0.1f, 0.2f, 0.3f, 0.4f}, y[4];
+    assert_int_equal(device_run(d, th, x, 1, y), 0);
+    device_close(&d);
+    int status = proc_stop(&p);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    remove(skey);
+    remove(akey);
+    remove(bkey);
+    remove(allow);
+}
+
 /* ---- the server keeps its own limits ---- */
 
 static void test_server_boundary(void **state)
@@ -935,6 +1095,8 @@ int main(void)
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_pool_identical),
         cmocka_unit_test(test_remote_curve),
+        cmocka_unit_test(test_allow_keys),
+        cmocka_unit_test_teardown(test_allow_keys_serve, kill_spawned),
         cmocka_unit_test_teardown(test_serve_tcp_identical, kill_spawned),
         cmocka_unit_test(test_overlap_identical),
         cmocka_unit_test(test_serial_identical),

@@ -10,7 +10,9 @@
  *                            failed queries on top of this
  *   backoff_ms=50 backoff_max_ms=1000   reconnect delay, doubling
  *   server_key=KEY|FILE      the server's CURVE public key (enables CURVE)
- *   client_key=FILE          own CURVE key pair (default: a fresh one)
+ *   client_key=FILE          own CURVE key pair from `patctl keygen` (its public key
+ *                            goes on the server's --allow-keys list); default: a
+ *                            fresh ephemeral pair per device
  *   crc=header|full          ZeroMQ frames: CRC over the header (default) or all
  *   baud=115200 mtu=4096     serial line settings
  *   link_timeout_ms=200      serial: silence before asking again
@@ -163,6 +165,7 @@ static int request(remote *r, member *mb, uint8_t type, const pt_part *parts, in
                    check_fn check, void *ctx)
 {
     int rc = PATCTL_ERR_TIMEOUT;
+    uint64_t refused = pt_client_stats(mb->c)->auth_refused;
     for (int attempt = 0; attempt <= r->retries; attempt++) {
         if (attempt > 0)
             backoff_reconnect(r, mb, attempt);
@@ -186,8 +189,12 @@ static int request(remote *r, member *mb, uint8_t type, const pt_part *parts, in
         }
         if (rc == PATCTL_ERR_TIMEOUT)
             r->st.timeouts++;
-        rlog(r, "%s: %s request (attempt %d of %d): %s", mb->addr, pt_type_name(type), attempt + 1,
-             r->retries + 1, patctl_strerror(rc));
+        /* libzmq reports a refused CURVE key only through the socket monitor */
+        int auth = pt_client_stats(mb->c)->auth_refused > refused;
+        rlog(r, "%s: %s request (attempt %d of %d): %s%s", mb->addr, pt_type_name(type), attempt + 1,
+             r->retries + 1, patctl_strerror(rc),
+             auth ? "; authentication refused: the server does not accept this client's CURVE key "
+                    "(client_key= must be on its --allow-keys list)" : "");
         if (rc == PATCTL_ERR_INTERRUPTED)
             return rc;
     }
@@ -308,6 +315,11 @@ static int parse_opts(remote *r, const struct patctl_option *o, int no, char *er
     const char *sk = options_get(o, no, "server_key"), *ck = options_get(o, no, "client_key");
     if (sk && (rc = pt_curve_public_from(sk, r->lo.curve_server_public, err, errlen)))
         return rc;
+    if (ck && !sk) {
+        snprintf(err, errlen, "remote: option client_key needs server_key (CURVE is used only with the "
+                 "server's public key)");
+        return PATCTL_ERR_ARG;
+    }
     if (ck && (rc = pt_curve_read(ck, r->lo.curve_public, r->lo.curve_secret, err, errlen)))
         return rc;
     const char *ep = options_get(o, no, "endpoint");
@@ -604,7 +616,8 @@ const struct patctl_driver patctl_driver_remote = {
         "endpoint=ADDR   tcp://HOST:PORT, ipc:///path or serial:/dev/ttyX ('|' between several: a pool)\n"
         "timeout_ms=2000 retries=3 backoff_ms=50 backoff_max_ms=1000   per request\n"
         "server_key=KEY|FILE   the server's CURVE public key (enables CURVE)\n"
-        "client_key=FILE       own CURVE key pair (default: a fresh one)\n"
+        "client_key=FILE       own CURVE key pair (keygen .key; for servers with --allow-keys;\n"
+        "                      default: a fresh ephemeral pair)\n"
         "crc=header|full       ZeroMQ frame CRC coverage\n"
         "baud=115200 mtu=4096 link_timeout_ms=200   serial line\n"
         "vjp=1           forward the exact VJP of simulated servers (--mode ideal)\n",
