@@ -20,14 +20,18 @@ static const char *const fmnist_classes[10] = {"T-shirt", "Trouser", "Pullover",
 
 static void eval_usage(FILE *f)
 {
-    fprintf(f, "usage: patctl eval RUN [--checkpoint ID] [--test-limit N] [--batch N] [--quiet]\n"
+    fprintf(f, "usage: patctl eval RUN [--checkpoint ID] [--test-limit N] [--batch N] [--eval-inflight N]\n"
+               "                   [--quiet]\n"
                "\n"
                "Loads a checkpoint of run directory RUN (default: the last one), builds its\n"
                "model with the run's devices, evaluates the run's test set on the devices and\n"
                "prints the accuracy and the confusion matrix [true class x predicted class].\n"
                "The device query counters are restored from the checkpoint, so a seeded\n"
                "simulated device measures with the same noise as the run would have.\n"
-               "The evaluation (and its device journal) is recorded in RUN/run.sqlite.\n");
+               "The evaluation (and its device journal) is recorded in RUN/run.sqlite.\n"
+               "--eval-inflight N: test batches in flight (1..8; default: the run's\n"
+               "[train] eval_inflight); pipelined only when every physical device is\n"
+               "remote; the results are the same.\n");
 }
 
 static void print_confusion(const run_config *c, const int conf[10][10], int classes)
@@ -55,7 +59,7 @@ int cmd_eval(int argc, char **argv)
 {
     const char *run = NULL;
     long long ck_id = 0;
-    long test_limit = -1, batch = 0;
+    long test_limit = -1, batch = 0, inflight = 0;
     int quiet = 0;
     for (int i = 1; i < argc; i++) {
         char *end;
@@ -73,6 +77,10 @@ int cmd_eval(int argc, char **argv)
         } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
             batch = strtol(argv[++i], &end, 10);
             if (*end || batch < 1 || batch > 65536)
+                goto bad;
+        } else if (strcmp(argv[i], "--eval-inflight") == 0 && i + 1 < argc) {
+            inflight = strtol(argv[++i], &end, 10);
+            if (*end || inflight < 1 || inflight > 8)
                 goto bad;
         } else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
             quiet = 1;
@@ -115,6 +123,8 @@ int cmd_eval(int argc, char **argv)
             c.test_limit = test_limit;
         if (batch > 0)
             c.eval_batch = (int)batch;
+        if (inflight > 0)
+            c.eval_inflight = (int)inflight;
         rc = run_load_data(&c, NULL, &te, err, sizeof(err));
     }
     if (!rc)
@@ -147,7 +157,8 @@ int cmd_eval(int argc, char **argv)
         if (!quiet)
             printf("patctl eval: run %s, checkpoint %lld (step %ld, epoch %d), %ld test images on the device\n",
                    run, (long long)ck.id, ck.step, ck.epoch, te.n);
-        rc = train_evaluate(&m, &te, c.eval_batch, &patctl_stop, &acc, conf, err, sizeof(err));
+        rc = train_evaluate_inflight(&m, &te, c.eval_batch, c.eval_inflight, 1, NULL, &patctl_stop, &acc, conf, err,
+                                     sizeof(err));
     }
     device_stats used = model_device_stats(&m);
     used.queries -= before.queries, used.samples -= before.samples, used.seconds -= before.seconds;

@@ -49,6 +49,9 @@ static void train_usage(FILE *f)
         "  --optimizer O     adam (default) | sgd\n"
         "  --seed N          run seed: data order, initialisation, device noise (default 0)\n"
         "  --eval-every N    test on the device every N epochs (default 0: at the end)\n"
+        "  --eval-inflight N test batches in flight (1..8, default 2; 1 = one after the\n"
+        "                    other): pipelined evaluation when every physical device is\n"
+        "                    remote, identical results\n"
         "  --spsa-c X        SPSA perturbation size (default 0.1; use with --lr 0.01)\n"
         "  --spsa-samples N  SPSA perturbation pairs per step (default 1)\n"
         "  --max-failed-steps N  a step whose device query fails (timeout, I/O, bad\n"
@@ -137,6 +140,7 @@ static void help_config(void)
            "[train] mode = pat | insilico | ideal | spsa; optimizer = adam | sgd;\n"
            "  schedule = constant | step (x lr_gamma every lr_step epochs) | cosine (to 0\n"
            "  over the run), warmup = N steps; eval_every = N epochs (0 = at the end);\n"
+           "  eval_inflight = N test batches in flight on remote devices (1..8);\n"
            "  spsa_c / spsa_samples: SPSA's perturbation size and pairs per step;\n"
            "  max_failed_steps = N device-faulted steps in a row skipped before the run\n"
            "  stops (0 = stop at the first).\n"
@@ -234,6 +238,9 @@ static int parse_options(int argc, char **argv, train_cli *cli)
         } else if ((v = opt_value(argc, argv, &i, "--eval-every"))) {
             if (parse_long(v, 0, 1000, &l)) goto bad;
             c->eval_every = (int)l;
+        } else if ((v = opt_value(argc, argv, &i, "--eval-inflight"))) {
+            if (parse_long(v, 1, 8, &l)) goto bad;
+            c->eval_inflight = (int)l;
         } else if ((v = opt_value(argc, argv, &i, "--spsa-c"))) {
             if (parse_double(v, &d) || !(d > 0)) goto bad;
             c->spsa_c = d;

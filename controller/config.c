@@ -26,6 +26,7 @@ void config_defaults(run_config *c)
     c->epochs = 1;
     c->batch = 32;
     c->eval_batch = 250;
+    c->eval_inflight = 2;
     c->eval_every = 0;
     c->seed = 0;
     c->spsa_c = 0.1;

@@ -86,6 +86,8 @@ typedef struct run_config {
     int batch;
     int eval_batch;
     int eval_every;         /* evaluate on the test set every N epochs (0 = at the end only) */
+    int eval_inflight;      /* evaluation batches in flight (1..8; 1 = one after the other;
+                               > 1 only when every physical device is remote) */
     uint64_t seed;
     double spsa_c;          /* SPSA: perturbation size (parameter units) */
     int spsa_samples;       /* SPSA: perturbation pairs averaged per step */

@@ -293,15 +293,18 @@ static int physical_forward(layer *L, const float *P, const float *x, int R, flo
     return rc;
 }
 
-int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, size_t errlen)
+/* The forward pass over activations act[] (the model's own or a lane's);
+ * g (or NULL) brackets every device call. */
+static int forward_graph(model *m, float *const *act, const float *x, int B, pass_kind pass,
+                         const device_gate *g, char *err, size_t errlen)
 {
     if (B > m->cap || B <= 0)
         return PATCTL_ERR_ARG;
-    memcpy(m->act[0], x, sizeof(float) * (size_t)B * (size_t)(m->h * m->w));
+    memcpy(act[0], x, sizeof(float) * (size_t)B * (size_t)(m->h * m->w));
     for (int i = 0; i < m->n_layers; i++) {
         layer *L = &m->L[i];
-        const float *in = m->act[i];
-        float *out = m->act[i + 1];
+        const float *in = act[i];
+        float *out = act[i + 1];
         float *P = m->params + L->p_off;
         int Rin = B * L->r_in, Rout = B * L->r_out;
         int rc = 0;
@@ -315,8 +318,15 @@ int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, si
             break;
         case LAYER_TANH: tanh_forward(out, in, (long)Rin * L->c_in); break;
         case LAYER_PHYSICAL:
+            if (!g) {
+                rc = physical_forward(L, P, in, Rin, out, pass, err, errlen);
+                L->last_pass = pass;
+                break;
+            }
+            if ((rc = g->enter(g->user, L->dev)))
+                break;
             rc = physical_forward(L, P, in, Rin, out, pass, err, errlen);
-            L->last_pass = pass;
+            g->leave(g->user, L->dev, rc);
             break;
         }
         (void)Rout;
@@ -325,6 +335,42 @@ int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, si
     }
     return 0;
 }
+
+int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, size_t errlen)
+{
+    return forward_graph(m, m->act, x, B, pass, NULL, err, errlen);
+}
+
+int model_lane_init(const model *m, model_lane *ln)
+{
+    memset(ln, 0, sizeof(*ln));
+    long sz = (long)m->cap * m->h * m->w;
+    for (int i = 0; i < m->n_layers; i++)
+        sz += (long)m->cap * m->L[i].r_out * m->L[i].c_out;
+    float *p = malloc(sizeof(float) * (size_t)sz);
+    if (!p)
+        return PATCTL_ERR_NOMEM;
+    ln->act[0] = p, p += (long)m->cap * m->h * m->w;
+    for (int i = 0; i < m->n_layers; i++) {
+        ln->act[i + 1] = p;
+        p += (long)m->cap * m->L[i].r_out * m->L[i].c_out;
+    }
+    return 0;
+}
+
+void model_lane_free(model_lane *ln)
+{
+    free(ln->act[0]);
+    memset(ln, 0, sizeof(*ln));
+}
+
+int model_forward_lane(model *m, model_lane *ln, const float *x, int B, const device_gate *g, char *err,
+                       size_t errlen)
+{
+    return forward_graph(m, ln->act, x, B, PASS_DEVICE, g, err, errlen);
+}
+
+float *model_lane_logits(const model *m, model_lane *ln) { return ln->act[m->n_layers]; }
 
 int model_backward(model *m, const float *dlogits, int B, train_mode mode, char *err, size_t errlen)
 {

@@ -66,6 +66,31 @@ void model_project(model *m);
 /* Make every device safe (on abort/shutdown). Returns the first error. */
 int model_make_safe(model *m);
 
+/* A lane (pipelined evaluation, controller/eval_pipe.c): a light view of
+ * the model with activations of its own; it shares the model's parameters,
+ * layers and devices.  act[0] = input [cap, h*w], act[i+1] = output of
+ * layer i [cap*r_out, c_out]; one allocation, owned. */
+typedef struct model_lane {
+    float *act[CFG_MAX_LAYERS + 1];
+} model_lane;
+
+/* Brackets every device call of model_forward_lane: enter(user, d) before
+ * (nonzero: the pass stops with that code, nothing sent), leave(user, d, rc)
+ * right after (err already holds the call's message when rc != 0). */
+typedef struct device_gate {
+    int (*enter)(void *user, device *d);
+    void (*leave)(void *user, device *d, int rc);
+    void *user;
+} device_gate;
+
+int model_lane_init(const model *m, model_lane *ln);
+void model_lane_free(model_lane *ln);
+/* model_forward(PASS_DEVICE) into the lane's activations.  Touches no
+ * model state but the devices (through g); layers' last_pass is left as is. */
+int model_forward_lane(model *m, model_lane *ln, const float *x, int B, const device_gate *g, char *err,
+                       size_t errlen);
+float *model_lane_logits(const model *m, model_lane *ln);
+
 /* Device counters summed over devices. */
 device_stats model_device_stats(const model *m);
 

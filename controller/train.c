@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller/eval_pipe.h"
 #include "controller/loss.h"
 #include "controller/model.h"
 #include "controller/optim.h"
@@ -146,33 +147,32 @@ static uint64_t rejected_count(const model *m)
  * memory, config, numeric, interrupt and run-store errors. */
 static int is_device_fault(const model *m, int rc, uint64_t rejected_before)
 {
-    switch (rc) {
-    case PATCTL_ERR_IO:
-    case PATCTL_ERR_FORMAT:
-    case PATCTL_ERR_DEVICE:
-    case PATCTL_ERR_TIMEOUT:
-    case PATCTL_ERR_NONFINITE:
-    case PATCTL_ERR_PROTOCOL:
-    case PATCTL_ERR_DISCONNECTED:
-        return rejected_count(m) == rejected_before;
-    default:
-        return 0;
-    }
+    return eval_fault_code(rc) && rejected_count(m) == rejected_before;
 }
 
 /* ---- evaluation ---- */
 
-typedef void (*fault_note_fn)(void *user, const char *msg);
-
 /* train_evaluate, where a batch failing with a device fault is run again
  * (max_tries tries in all; <= 1: none); every failure goes to note();
- * *retries counts the batches run again. */
-static int evaluate(model *m, const dataset *d, int eval_batch, int max_tries, fault_note_fn note, void *user,
-                    long *retries, volatile sig_atomic_t *stop, double *acc, int conf[10][10], char *err,
-                    size_t errlen)
+ * *retries counts the batches run again.  inflight > 1 (and every physical
+ * device remote): pipelined over that many lanes (eval_pipe.h), with the
+ * same results. */
+static int evaluate(model *m, const dataset *d, int eval_batch, int inflight, int max_tries, fault_note_fn note,
+                    void *user, long *retries, volatile sig_atomic_t *stop, double *acc, int conf[10][10],
+                    char *err, size_t errlen)
 {
     long px = (long)d->h * d->w;
     int B0 = eval_batch < m->cap ? eval_batch : m->cap;
+    if (inflight > EVAL_MAX_INFLIGHT)
+        inflight = EVAL_MAX_INFLIGHT;
+    if (inflight > 1 && d->n > B0 && eval_pipe_usable(m)) {
+        long hits = 0;
+        int rc = eval_pipelined(m, d, B0, inflight, max_tries, note, user, retries, stop, &hits, conf, err,
+                                errlen);
+        if (!rc)
+            *acc = d->n ? (double)hits / (double)d->n : 0.0;
+        return rc;
+    }
     float *x = malloc(sizeof(float) * (size_t)B0 * (size_t)px);
     uint8_t *y = malloc((size_t)B0);
     if (!x || !y) {
@@ -232,7 +232,14 @@ static int evaluate(model *m, const dataset *d, int eval_batch, int max_tries, f
 int train_evaluate(model *m, const dataset *d, int eval_batch, volatile sig_atomic_t *stop,
                    double *acc, int conf[10][10], char *err, size_t errlen)
 {
-    return evaluate(m, d, eval_batch, 1, NULL, NULL, NULL, stop, acc, conf, err, errlen);
+    return evaluate(m, d, eval_batch, 1, 1, NULL, NULL, NULL, stop, acc, conf, err, errlen);
+}
+
+int train_evaluate_inflight(model *m, const dataset *d, int eval_batch, int inflight, int max_tries,
+                            long *retries, volatile sig_atomic_t *stop, double *acc, int conf[10][10], char *err,
+                            size_t errlen)
+{
+    return evaluate(m, d, eval_batch, inflight, max_tries, NULL, NULL, retries, stop, acc, conf, err, errlen);
 }
 
 /* ---- checkpoints ---- */
@@ -656,7 +663,7 @@ static int eval_and_record(trainer *t)
         runstore_set_context(t->rs, res->steps, "eval");
     progress_note(&t->pg, "evaluating on the device: %ld test images...\n", t->te->n);
     double acc = 0;
-    int rc = evaluate(&t->m, t->te, t->c->eval_batch, t->c->max_failed_steps, note_fault, t, &res->eval_retries,
+    int rc = evaluate(&t->m, t->te, t->c->eval_batch, t->c->eval_inflight, t->c->max_failed_steps, note_fault, t, &res->eval_retries,
                       t->o->stop, &acc, res->confusion, t->err, t->errlen);
     if (rc && rc != PATCTL_ERR_INTERRUPTED)
         t->eval_failed = 1;

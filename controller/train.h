@@ -95,6 +95,13 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
 int train_evaluate(struct model *m, const dataset *d, int eval_batch, volatile sig_atomic_t *stop,
                    double *acc, int conf[10][10], char *err, size_t errlen);
 
+/* The same with `inflight` batches in flight (eval_pipe.h; 1 = one after
+ * the other; identical results) and a batch failing with a device fault run
+ * again, max_tries tries in all; *retries (may be NULL) += batches run again. */
+int train_evaluate_inflight(struct model *m, const dataset *d, int eval_batch, int inflight, int max_tries,
+                            long *retries, volatile sig_atomic_t *stop, double *acc, int conf[10][10], char *err,
+                            size_t errlen);
+
 /* Put a checkpoint's device state back: the setting each device held
  * (ramped to, when a block limits its step), then the query counters and
  * statistics (a seeded simulator then continues the same noise stream). */
