@@ -812,21 +812,9 @@ static void journal_cb(void *user, const device *d, const device_journal_entry *
 
 static void log_cb(void *user, const char *dev, int level, const char *msg)
 {
-    runstore *rs = user;
     static const char *tag[] = {"info", "warning", "fault"};
-    const char *lv = tag[level < 0 || level > 2 ? 0 : level];
-    fprintf(stderr, "patctl: device %s: %s: %s\n", dev, lv, msg);
-    if (rs->failed || tx(rs))
-        return;
-    sqlite3_stmt *st = rs->ins_log;
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, rs->session);
-    sqlite3_bind_double(st, 2, wall_now());
-    sqlite3_bind_text(st, 3, dev, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, lv, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, msg, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        set_err(rs, PATCTL_ERR_IO, "storing a device log message");
+    fprintf(stderr, "patctl: device %s: %s: %s\n", dev, tag[level < 0 || level > 2 ? 0 : level], msg);
+    runstore_log(user, dev, level, msg);
 }
 
 void runstore_log(runstore *rs, const char *source, int level, const char *msg)
