@@ -55,6 +55,41 @@ static void test_bad_options(void **state)
     assert_non_null(strstr(out, "/nonexistent/dir/train-images-idx3-ubyte.gz"));
 }
 
+/* patctl serve refuses bad invocations with a message that names the
+ * problem, before it binds or serves anything. */
+static void test_serve_errors(void **state)
+{
+    (void)state;
+    char out[8192], cmd[1024];
+    assert_int_equal(run(PATCTL_BIN " serve --zmq ipc:///tmp/patctl-cli-serve.ipc", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "needs --device"));
+    assert_int_equal(run(PATCTL_BIN " serve --device oscillators --zmq tcp://127.0.0.1:5998 --allow-keys /tmp/x",
+                         out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "needs --curve-key"));
+    /* a non-loopback address without CURVE keys is refused */
+    assert_int_equal(run(PATCTL_BIN " serve --device oscillators --zmq tcp://10.1.2.3:5998", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "not a loopback address"));
+    assert_int_equal(run(PATCTL_BIN " serve --device nosuchdriver --zmq ipc:///tmp/patctl-cli-serve.ipc", out,
+                         sizeof(out)), 1);
+    assert_non_null(strstr(out, "no device driver 'nosuchdriver'"));
+    assert_int_equal(run(PATCTL_BIN " serve --device oscillators n=0 --zmq ipc:///tmp/patctl-cli-serve.ipc", out,
+                         sizeof(out)), 1);
+    assert_non_null(strstr(out, "option n"));
+    /* a malformed allowlist names file and line */
+    char dir[] = "/tmp/patctl-cli-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " keygen --out %s/srv > /dev/null && printf '# clients\\ngarbage\\n' > %s/allow",
+             dir, dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 0);
+    snprintf(cmd, sizeof(cmd),
+             PATCTL_BIN " serve --device oscillators --zmq tcp://127.0.0.1:5998 --curve-key %s/srv.key --allow-keys %s/allow",
+             dir, dir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "/allow:2:"));
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_train_writes_summary(void **state)
 {
     (void)state;
@@ -97,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_serve_errors),
         cmocka_unit_test(test_train_writes_summary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
