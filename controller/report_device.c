@@ -265,7 +265,7 @@ static int make_surrogate(const rep_device *d, surrogate **s, char *name, size_t
     int rc = surrogate_make(s, d->name, k, d->options, d->surrogate, err, sizeof(err));
     free(k);
     if (rc) {
-        snprintf(why, wn, "no surrogate for %s: %s", d->name, err[0] ? err : patctl_strerror(rc));
+        snprintf(why, wn, "no surrogate for %s: %.400s", d->name, err[0] ? err : patctl_strerror(rc));
         return rc;
     }
     if ((*s)->n_in != d->n_in || (*s)->n_out != d->n_out || (*s)->n_theta != d->n_theta) {
