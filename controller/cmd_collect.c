@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "controller/cli_args.h"
 #include "controller/collect.h"
 #include "controller/commands.h"
 #include "controller/config.h"
@@ -54,28 +55,7 @@ static void collect_usage(FILE *f)
         "rep_y, noise_std) that numpy.load reads; see README.md, \"Fitting surrogates\".\n");
 }
 
-static const char *opt_value(int argc, char **argv, int *i, const char *key)
-{
-    size_t n = strlen(key);
-    if (strncmp(argv[*i], key, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] == '\0' && *i + 1 < argc)
-        return argv[++*i];
-    return NULL;
-}
 
-static int num(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
 
 int cmd_collect(int argc, char **argv)
 {
@@ -93,52 +73,52 @@ int cmd_collect(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             collect_usage(stdout);
             return EXIT_OK;
-        } else if ((v = opt_value(argc, argv, &i, "--config"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--config"))) {
             config = v;
-        } else if ((v = opt_value(argc, argv, &i, "--device"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--device"))) {
             dev_name = v;
-        } else if ((v = opt_value(argc, argv, &i, "--driver"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--driver"))) {
             driver = v;
-        } else if ((v = opt_value(argc, argv, &i, "--options"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--options"))) {
             dopts = v;
-        } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
-            if (num(v, 0, 2147483647.0, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--seed"))) {
+            if (cli_num(v, 0, 2147483647.0, &d)) goto bad;
             seed = (uint64_t)d;
-        } else if ((v = opt_value(argc, argv, &i, "--settings"))) {
-            if (num(v, 1, 1e8, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--settings"))) {
+            if (cli_num(v, 1, 1e8, &d)) goto bad;
             co.settings = (long)d;
-        } else if ((v = opt_value(argc, argv, &i, "--per-setting"))) {
-            if (num(v, 1, 1e6, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--per-setting"))) {
+            if (cli_num(v, 1, 1e6, &d)) goto bad;
             co.per_setting = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--design"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--design"))) {
             if (strcmp(v, "uniform") == 0) co.design = DESIGN_UNIFORM;
             else if (strcmp(v, "lhs") == 0) co.design = DESIGN_LHS;
             else goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--x-range"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--x-range"))) {
             char *end;
             co.x_lo = strtod(v, &end);
-            if (end == v || *end != ':' || num(end + 1, -1e30, 1e30, &co.x_hi) || !(co.x_lo <= co.x_hi))
+            if (end == v || *end != ':' || cli_num(end + 1, -1e30, 1e30, &co.x_hi) || !(co.x_lo <= co.x_hi))
                 goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--theta-range"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--theta-range"))) {
             if (strcmp(v, "init") == 0) co.range = THETA_INIT;
             else if (strcmp(v, "limits") == 0) co.range = THETA_LIMITS;
             else goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--theta-scale"))) {
-            if (num(v, 0, 1e6, &co.theta_scale)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--around"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--theta-scale"))) {
+            if (cli_num(v, 0, 1e6, &co.theta_scale)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--around"))) {
             around = v;
-        } else if ((v = opt_value(argc, argv, &i, "--radius"))) {
-            if (num(v, 0, 1e6, &co.radius)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--repeats"))) {
-            if (num(v, 0, 10000, &d) || d == 1) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--radius"))) {
+            if (cli_num(v, 0, 1e6, &co.radius)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--repeats"))) {
+            if (cli_num(v, 0, 10000, &d) || d == 1) goto bad;
             co.repeats = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--repeat-settings"))) {
-            if (num(v, 1, 1e6, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--repeat-settings"))) {
+            if (cli_num(v, 1, 1e6, &d)) goto bad;
             co.repeat_settings = (long)d;
-        } else if ((v = opt_value(argc, argv, &i, "--repeat-inputs"))) {
-            if (num(v, 1, 1e6, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--repeat-inputs"))) {
+            if (cli_num(v, 1, 1e6, &d)) goto bad;
             co.repeat_inputs = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--out"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--out"))) {
             out = v;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = 1;

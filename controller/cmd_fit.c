@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "controller/cli_args.h"
 #include "controller/commands.h"
 #include "controller/fit_store.h"
 #include "controller/summary.h"
@@ -61,28 +62,7 @@ static void fit_usage(FILE *f)
         "DIR/residual_NAME.npy (float32 [n_out]: held-out RMSE per output).\n");
 }
 
-static const char *opt_value(int argc, char **argv, int *i, const char *key)
-{
-    size_t n = strlen(key);
-    if (strncmp(argv[*i], key, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] == '\0' && *i + 1 < argc)
-        return argv[++*i];
-    return NULL;
-}
 
-static int num(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static double now_s(void)
 {
@@ -247,59 +227,59 @@ int cmd_fit(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fit_usage(stdout);
             return EXIT_OK;
-        } else if ((v = opt_value(argc, argv, &i, "--out"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--out"))) {
             out = v;
-        } else if ((v = opt_value(argc, argv, &i, "--models"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--models"))) {
             if (parse_models(v, &models)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--val"))) {
-            if (num(v, 0, 0.9, &fval)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--test"))) {
-            if (num(v, 0.01, 0.9, &ftest)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
-            if (num(v, 0, 2147483647.0, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--val"))) {
+            if (cli_num(v, 0, 0.9, &fval)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--test"))) {
+            if (cli_num(v, 0.01, 0.9, &ftest)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--seed"))) {
+            if (cli_num(v, 0, 2147483647.0, &d)) goto bad;
             seed = (uint64_t)d;
-        } else if ((v = opt_value(argc, argv, &i, "--gn-iter"))) {
-            if (num(v, 1, 10000, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--gn-iter"))) {
+            if (cli_num(v, 1, 10000, &d)) goto bad;
             fo.gn_iter = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--cg-iter"))) {
-            if (num(v, 1, 100000, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--cg-iter"))) {
+            if (cli_num(v, 1, 100000, &d)) goto bad;
             fo.cg_iter = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--coupling-method"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--coupling-method"))) {
             if (strcmp(v, "gn") == 0) fo.method = FIT_COUPLING_GN;
             else if (strcmp(v, "adam") == 0) fo.method = FIT_COUPLING_ADAM;
             else goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--adam-epochs"))) {
-            if (num(v, 1, 100000, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--adam-epochs"))) {
+            if (cli_num(v, 1, 100000, &d)) goto bad;
             fo.epochs = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--adam-rounds"))) {
-            if (num(v, 1, 1000, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--adam-rounds"))) {
+            if (cli_num(v, 1, 1000, &d)) goto bad;
             fo.rounds = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--adam-lr"))) {
-            if (num(v, 1e-8, 10, &fo.lr)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--adam-batch"))) {
-            if (num(v, 1, 1e6, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--adam-lr"))) {
+            if (cli_num(v, 1e-8, 10, &fo.lr)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--adam-batch"))) {
+            if (cli_num(v, 1, 1e6, &d)) goto bad;
             fo.batch_settings = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--max-resid"))) {
-            if (num(v, 10, 1e10, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-resid"))) {
+            if (cli_num(v, 10, 1e10, &d)) goto bad;
             fo.max_resid = (long)d;
-        } else if ((v = opt_value(argc, argv, &i, "--mlp-width"))) {
-            if (num(v, 1, 65536, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mlp-width"))) {
+            if (cli_num(v, 1, 65536, &d)) goto bad;
             mo.width = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--mlp-depth"))) {
-            if (num(v, 1, MLP_MAX_DEPTH, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mlp-depth"))) {
+            if (cli_num(v, 1, MLP_MAX_DEPTH, &d)) goto bad;
             mo.depth = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--mlp-epochs"))) {
-            if (num(v, 1, 1e6, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mlp-epochs"))) {
+            if (cli_num(v, 1, 1e6, &d)) goto bad;
             mo.max_epochs = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--mlp-patience"))) {
-            if (num(v, 1, 1e6, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mlp-patience"))) {
+            if (cli_num(v, 1, 1e6, &d)) goto bad;
             mo.patience = (int)d;
-        } else if ((v = opt_value(argc, argv, &i, "--mlp-lr"))) {
-            if (num(v, 1e-8, 10, &mo.lr)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--mlp-wd"))) {
-            if (num(v, 0, 10, &mo.weight_decay)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--mlp-batch"))) {
-            if (num(v, 1, 1e6, &d)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mlp-lr"))) {
+            if (cli_num(v, 1e-8, 10, &mo.lr)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mlp-wd"))) {
+            if (cli_num(v, 0, 10, &mo.weight_decay)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mlp-batch"))) {
+            if (cli_num(v, 1, 1e6, &d)) goto bad;
             mo.batch_settings = (int)d;
         } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
             verbose = 1;

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "controller/cli_args.h"
 #include "controller/commands.h"
 #include "controller/config.h"
 #include "controller/data.h"
@@ -82,18 +83,6 @@ static void train_usage(FILE *f)
         "patctl train --resume DIR.\n");
 }
 
-/* "--key value" or "--key=value"; advances *i. */
-static const char *opt_value(int argc, char **argv, int *i, const char *key)
-{
-    size_t n = strlen(key);
-    if (strncmp(argv[*i], key, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] == '\0' && *i + 1 < argc)
-        return argv[++*i];
-    return NULL;
-}
 
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
@@ -168,7 +157,7 @@ static int load_config_arg(int argc, char **argv, train_cli *cli)
 {
     config_quickstart(&cli->c);
     for (int i = 1; i < argc; i++) {
-        const char *v = opt_value(argc, argv, &i, "--config");
+        const char *v = cli_opt_value(argc, argv, &i, "--config");
         if (!v)
             continue;
         char err[1024];
@@ -198,69 +187,69 @@ static int parse_options(int argc, char **argv, train_cli *cli)
         } else if (strcmp(a, "--help-config") == 0) {
             help_config();
             return 1;
-        } else if ((v = opt_value(argc, argv, &i, "--config"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--config"))) {
             continue; /* loaded first */
-        } else if ((v = opt_value(argc, argv, &i, "--resume"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--resume"))) {
             cli->resume = v;
             experiment = 0;
-        } else if ((v = opt_value(argc, argv, &i, "--mode"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--mode"))) {
             if (mode_parse(v, &c->mode)) {
                 fprintf(stderr, "patctl train: --mode: expected pat, insilico, ideal or spsa, got '%s'\n", v);
                 return -1;
             }
-        } else if ((v = opt_value(argc, argv, &i, "--epochs"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--epochs"))) {
             if (parse_long(v, 0, TRAIN_MAX_EPOCHS, &l)) goto bad;
             c->epochs = (int)l;
-        } else if ((v = opt_value(argc, argv, &i, "--train-limit"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--train-limit"))) {
             if (parse_long(v, 0, 100000000, &l)) goto bad;
             c->train_limit = l;
-        } else if ((v = opt_value(argc, argv, &i, "--test-limit"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--test-limit"))) {
             if (parse_long(v, 0, 100000000, &l)) goto bad;
             c->test_limit = l;
-        } else if ((v = opt_value(argc, argv, &i, "--batch"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--batch"))) {
             if (parse_long(v, 1, 65536, &l)) goto bad;
             c->batch = (int)l;
-        } else if ((v = opt_value(argc, argv, &i, "--lr"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--lr"))) {
             if (parse_double(v, &d) || !(d > 0)) goto bad;
             c->lr = d;
-        } else if ((v = opt_value(argc, argv, &i, "--schedule"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--schedule"))) {
             if (strcmp(v, "constant") == 0) c->schedule = SCHED_CONSTANT;
             else if (strcmp(v, "step") == 0) c->schedule = SCHED_STEP;
             else if (strcmp(v, "cosine") == 0) c->schedule = SCHED_COSINE;
             else goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--optimizer"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--optimizer"))) {
             if (strcmp(v, "adam") == 0) c->optimizer = OPT_ADAM;
             else if (strcmp(v, "sgd") == 0) c->optimizer = OPT_SGD;
             else goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--seed"))) {
             if (parse_long(v, 0, 0x7fffffffL, &l)) goto bad;
             c->seed = (uint64_t)l;
-        } else if ((v = opt_value(argc, argv, &i, "--eval-every"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--eval-every"))) {
             if (parse_long(v, 0, 1000, &l)) goto bad;
             c->eval_every = (int)l;
-        } else if ((v = opt_value(argc, argv, &i, "--eval-inflight"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--eval-inflight"))) {
             if (parse_long(v, 1, 8, &l)) goto bad;
             c->eval_inflight = (int)l;
-        } else if ((v = opt_value(argc, argv, &i, "--spsa-c"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--spsa-c"))) {
             if (parse_double(v, &d) || !(d > 0)) goto bad;
             c->spsa_c = d;
-        } else if ((v = opt_value(argc, argv, &i, "--max-failed-steps"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-failed-steps"))) {
             if (parse_long(v, 0, 1000000, &l)) goto bad;
             c->max_failed_steps = (int)l;
-        } else if ((v = opt_value(argc, argv, &i, "--spsa-samples"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--spsa-samples"))) {
             if (parse_long(v, 1, 1000, &l)) goto bad;
             c->spsa_samples = (int)l;
-        } else if ((v = opt_value(argc, argv, &i, "--data"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--data"))) {
             snprintf(c->data_path, sizeof(c->data_path), "%s", v);
         } else if (strcmp(a, "--synthetic") == 0) {
             snprintf(c->data_set, sizeof(c->data_set), "synthetic");
-        } else if ((v = opt_value(argc, argv, &i, "--eta"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--eta"))) {
             if (parse_double(v, &d) || config_device_option(c, "oscillators", "eta", v)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--j-noise"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--j-noise"))) {
             if (parse_double(v, &d) || d < 0 || config_device_option(c, "oscillators", "j_noise", v)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--sigma"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--sigma"))) {
             if (parse_double(v, &d) || d < 0 || config_device_option(c, "oscillators", "sigma", v)) goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--surrogate"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--surrogate"))) {
             const char *eq = strchr(v, '=');
             int found = 0;
             for (int k = 0; eq && k < c->n_devices; k++)
@@ -276,16 +265,16 @@ static int parse_options(int argc, char **argv, train_cli *cli)
                         "config\n", v);
                 return -1;
             }
-        } else if ((v = opt_value(argc, argv, &i, "--journal"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--journal"))) {
             if (strcmp(v, "all") == 0) c->journal = JOURNAL_ALL, c->journal_every = 1;
             else if (strcmp(v, "off") == 0) c->journal = JOURNAL_OFF;
             else if (strncmp(v, "every:", 6) == 0 && !parse_long(v + 6, 1, 1000000000L, &l))
                 c->journal = l == 1 ? JOURNAL_ALL : JOURNAL_EVERY, c->journal_every = l;
             else goto bad;
-        } else if ((v = opt_value(argc, argv, &i, "--checkpoint-every"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--checkpoint-every"))) {
             if (parse_long(v, 0, 100000000, &l)) goto bad;
             c->checkpoint_every = l;
-        } else if ((v = opt_value(argc, argv, &i, "--progress"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--progress"))) {
             if (strcmp(v, "auto") == 0) c->progress = PROGRESS_AUTO;
             else if (strcmp(v, "bar") == 0) c->progress = PROGRESS_BAR;
             else if (strcmp(v, "lines") == 0) c->progress = PROGRESS_LINES;
@@ -293,7 +282,7 @@ static int parse_options(int argc, char **argv, train_cli *cli)
             else goto bad;
             cli->progress_set = 1;
             experiment = 0;
-        } else if ((v = opt_value(argc, argv, &i, "--out"))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--out"))) {
             cli->out = v;
             experiment = 0;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
