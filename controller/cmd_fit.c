@@ -44,6 +44,12 @@ static void fit_usage(FILE *f)
         "  --max-resid N      consts: residuals used by LM (default 4000000)\n"
         "  --coupling-method M  greybox: gn (default) | adam (first-order, for large\n"
         "                     devices: rounds of Adam on the coupling, then LM on the constants)\n"
+        "                     | ls (large devices: the coupling as a full matrix by iterated\n"
+        "                     linear least squares, then LM on the constants, in rounds)\n"
+        "  --ls-iter N --ridge X  ls: iterations per round (15), ridge relative to the\n"
+        "                     mean feature power (1e-3)\n"
+        "  --rounds N         adam/ls: coupling <-> constants rounds (3)\n"
+        "  --fix-consts       greybox: keep the constants at their nominal values\n"
         "  --adam-epochs N --adam-rounds N --adam-lr X --adam-batch SETTINGS\n"
         "                     adam: epochs per round (20), rounds (3), lr (3e-3), settings per step (2)\n"
         "  --mlp-width N      hidden units (default 256)\n"
@@ -247,7 +253,18 @@ int cmd_fit(int argc, char **argv)
         } else if ((v = cli_opt_value(argc, argv, &i, "--coupling-method"))) {
             if (strcmp(v, "gn") == 0) fo.method = FIT_COUPLING_GN;
             else if (strcmp(v, "adam") == 0) fo.method = FIT_COUPLING_ADAM;
+            else if (strcmp(v, "ls") == 0) fo.method = FIT_COUPLING_LS;
             else goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--ls-iter"))) {
+            if (cli_num(v, 1, 10000, &d)) goto bad;
+            fo.ls_iter = (int)d;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--ridge"))) {
+            if (cli_num(v, 1e-12, 1e6, &fo.ridge)) goto bad;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--rounds"))) {
+            if (cli_num(v, 1, 1000, &d)) goto bad;
+            fo.rounds = (int)d;
+        } else if (strcmp(argv[i], "--fix-consts") == 0) {
+            fo.mask = 0;
         } else if ((v = cli_opt_value(argc, argv, &i, "--adam-epochs"))) {
             if (cli_num(v, 1, 100000, &d)) goto bad;
             fo.epochs = (int)d;

@@ -535,6 +535,17 @@ int fitted_load(const char *path, const char *name, const struct patctl_device_d
                 rc = PATCTL_ERR_NONFINITE;
                 goto out;
             }
+            /* the oscillator VJP relies on a symmetric coupling (oscillator.h) */
+            long nd = (long)n;
+            for (long i = 0; i < nd; i++)
+                for (long j = 0; j < i; j++)
+                    if (D[i * nd + j] != D[j * nd + i]) {
+                        snprintf(err, errlen, "%s: coupling correction %s is not symmetric (entry [%ld,%ld] %g, [%ld,%ld] %g)",
+                                 path, cf->valuestring, i, j, D[i * nd + j], j, i, D[j * nd + i]);
+                        free(D);
+                        rc = PATCTL_ERR_FORMAT;
+                        goto out;
+                    }
         }
         *out = surrogate_osc_fitted_new(&m, D);
         free(D);

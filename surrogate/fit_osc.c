@@ -253,6 +253,8 @@ void fit_osc_default_options(fit_osc_options *o)
     o->epochs = 20;
     o->lr = 3e-3;
     o->batch_settings = 2;
+    o->ls_iter = 15;
+    o->ridge = 1e-3;
 }
 
 typedef struct {
@@ -880,10 +882,12 @@ int fit_osc_greybox(osc_model *m, float **D_out, const fit_set *d, const uint8_t
     int rc = check_model(m, d, err, errlen);
     if (rc)
         return rc;
-    if (o->verbose)
-        fprintf(stderr, "fit: oscillator constants by trust-region LM\n");
-    if ((rc = fit_osc_consts(m, d, role, o, r, err, errlen)))
-        return rc;
+    if (!o->coupling || o->method != FIT_COUPLING_LS) {
+        if (o->verbose)
+            fprintf(stderr, "fit: oscillator constants by trust-region LM\n");
+        if ((rc = fit_osc_consts(m, d, role, o, r, err, errlen)))
+            return rc;
+    }
     if (!o->coupling)
         return 0;
     long nn = (long)m->n * m->n;
@@ -911,6 +915,16 @@ int fit_osc_greybox(osc_model *m, float **D_out, const fit_set *d, const uint8_t
                     round + 1, o->epochs);
         if ((rc = fit_osc_coupling(m, A, D, d, role, o, r, err, errlen)) ||
             (rc = fit_osc_consts(m, d, role, o, r, err, errlen)))
+            break;
+        r->rounds_done++;
+    }
+    for (int round = 0; !rc && o->method == FIT_COUPLING_LS && round < (o->rounds > 0 ? o->rounds : 1); round++) {
+        if (o->stop && *o->stop)
+            break;
+        if (o->verbose)
+            fprintf(stderr, "fit: round %d: coupling correction (least squares), then constants\n", round + 1);
+        if ((rc = fit_osc_coupling_ls(m, D, d, role, o, r, err, errlen)) ||
+            (o->mask && (rc = fit_osc_consts(m, d, role, o, r, err, errlen))))
             break;
         r->rounds_done++;
     }

@@ -11,7 +11,9 @@
  *     Steihaug-Toint conjugate gradients, matrix-free: J u is the tangent
  *     below, J^T u the exact VJP osc_backward, whose gradient w.r.t. A is
  *     gC / coupling_gain because g L(sym(C)) + L(sym(A)) = L(sym(g C + A))),
- *     or by Adam on mini-batches of settings (method FIT_COUPLING_ADAM);
+ *     or by Adam on mini-batches of settings (method FIT_COUPLING_ADAM),
+ *     or, for large devices, as a full [N,N] matrix by iterated linear least
+ *     squares with the constants fixed (FIT_COUPLING_LS, fit_coupling_ls.c);
  *     then the constants are refitted by LM with D fixed, so their standard
  *     errors are conditional on the fitted D.
  * The fitted model is still osc_forward/osc_backward with other constants and
@@ -69,12 +71,14 @@ typedef struct fit_osc_options {
     double lr;              /* Adam learning rate for A (default 3e-3) */
     double l2;              /* ridge penalty on A (default 0) */
     int batch_settings;     /* settings per Adam step (default 2) */
+    int ls_iter;            /* LS: iterations per round (default 15) */
+    double ridge;           /* LS: ridge, relative to the mean feature power (default 1e-3) */
     uint64_t seed;          /* order of the mini-batches */
     int verbose;            /* progress lines on stderr */
     volatile sig_atomic_t *stop; /* set asynchronously to stop early; may be NULL */
 } fit_osc_options;
 
-enum { FIT_COUPLING_GN = 0, FIT_COUPLING_ADAM = 1 };
+enum { FIT_COUPLING_GN = 0, FIT_COUPLING_ADAM = 1, FIT_COUPLING_LS = 2 };
 
 void fit_osc_default_options(fit_osc_options *o);
 
@@ -102,6 +106,13 @@ int fit_osc_consts(osc_model *m, const fit_set *d, const uint8_t *role,
 int fit_osc_coupling(osc_model *m, float *A, float *D, const fit_set *d, const uint8_t *role,
                      const fit_osc_options *o, fit_osc_result *r, char *err, size_t errlen);
 
+/* Fit the coupling correction D [N,N] (in: start, out: fit; m->q_noise
+ * is set to D) by iterated linear least squares with the constants fixed
+ * (see fit_coupling_ls.c).  Keeps the D with the best FIT_VAL RMS (the last
+ * one without validation settings); r->epochs_done = iterations. */
+int fit_osc_coupling_ls(osc_model *m, float *D, const fit_set *d, const uint8_t *role,
+                        const fit_osc_options *o, fit_osc_result *r, char *err, size_t errlen);
+
 /* Fit the constants selected by o->mask and A jointly by trust-region
  * Gauss-Newton (gsl_multilarge_nlinear, Steihaug-Toint CG), starting from
  * m->k and A; D = L(sym(A)) out, m->q_noise must point to D.  Training
@@ -110,7 +121,9 @@ int fit_osc_joint(osc_model *m, float *A, float *D, const fit_set *d, const uint
                   const fit_osc_options *o, fit_osc_result *r, char *err, size_t errlen);
 
 /* The whole grey-box fit: LM on the constants; with o->coupling then the
- * joint GN fit (or rounds of Adam on D and LM on the constants) and a final
+ * joint GN fit (or rounds of Adam on D and LM on the constants; or, for LS,
+ * no LM first — far from the truth the constants compensate instead of
+ * calibrating — and rounds of LS on D and LM on the constants) and a final
  * LM on the constants with D fixed (for their standard errors).  m: in the nominal model (n, steps, t_end, start
  * constants), out the fit; *D_out: the fitted correction [N,N] (malloc'ed,
  * caller frees; m->q_noise points to it) or NULL without coupling. */

@@ -409,6 +409,24 @@ int osc_forward(const osc_model *m, const float *C, const float *e,
     return PATCTL_OK;
 }
 
+int osc_tape_coupling_input(const osc_tape *t, float *F)
+{
+    if (!t || t->B <= 0)
+        return PATCTL_ERR_ARG;
+    long len = (long)t->B * t->n, row = (long)t->cap * t->n;
+    static const float wk[4] = {1.0f, 2.0f, 2.0f, 1.0f};
+    float norm = 1.0f / (3.0f * (float)t->steps * (float)t->steps);
+    memset(F, 0, sizeof(float) * (size_t)len);
+    for (int s = 0; s < t->steps; s++)
+        for (int k = 0; k < 4; k++) {
+            float beta = ((k < 3 ? 1.0f : 0.0f) + (float)(t->steps - 1 - s) * wk[k]) * norm;
+            const float *S = t->S + (long)(4 * s + k) * row;
+            for (long i = 0; i < len; i++)
+                F[i] += beta * S[i];
+        }
+    return PATCTL_OK;
+}
+
 enum { MAX_PARTS = 64 };
 
 /* One backward region: stage k (3..0) of step s, or (k = 4) the output map

@@ -33,7 +33,8 @@ typedef struct osc_model {
     int steps;            /* RK4 steps */
     float t_end;          /* integration time */
     osc_consts k;
-    const float *q_noise; /* [N,N] extra coupling with the structure of L, or
+    const float *q_noise; /* [N,N] extra coupling, SYMMETRIC (osc_backward
+                             uses M for M^T); the device's has the structure of L; or
                              NULL; not owned */
     int exact_trig;       /* 0 (default): vectorised sin/cos (surrogate/trig.h,
                              < 1.2e-7 absolute error); 1: libm sinf/cosf, the
@@ -72,6 +73,16 @@ void osc_laplacian_sym(float *out, const float *A, int n);
 int osc_forward(const osc_model *m, const float *C, const float *e,
                 const float *x, const float *noise, int B, float *y,
                 osc_tape *tape);
+
+/* The coupling input sin(w q) of the last osc_forward recorded in tape,
+ * averaged over its trajectory with the weights by which a state-independent
+ * acceleration at each RK4 stage moves q(t_end), normalised so that a
+ * constant input gives itself:
+ *   F [B,N] = sum_{step n, stage k} beta_nk sin(w q_nk),
+ *   beta_nk = ([k < 3] + (steps-1-n) (1,2,2,1)_k) / (3 steps^2),  sum = 1.
+ * The design matrix of the coupling least-squares fit (fit_coupling_ls.c).
+ * Returns 0, or PATCTL_ERR_ARG when the tape holds no forward. */
+int osc_tape_coupling_input(const osc_tape *t, float *F);
 
 /* Gradient of the calibration constants, same layout as osc_consts. */
 typedef struct osc_consts osc_consts_grad;

@@ -411,6 +411,106 @@ static void test_greybox_coupling_correction(void **state)
     device_close(&d);
 }
 
+/* The coupling input osc_tape_coupling_input is the design matrix of the LS
+ * coupling fit: c F dD must predict the change of the outputs for a small
+ * symmetric change dD of the coupling (exact to first order only in the
+ * limit of a short integration; here to within 15 %). */
+static void test_coupling_input_linearises(void **state)
+{
+    (void)state;
+    float qn[N * N], C[N * N], e[N], x[B * N], dD[N * N], raw[N * N];
+    osc_model m = gap_model(qn);
+    fill(C, N * N, 0.1f, 11);
+    fill(e, N, 0.1f, 12);
+    fill(x, B * N, 1.0f, 13);
+    fill(raw, N * N, 1.0f, 14);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            dD[i * N + j] = 0.5f * (raw[i * N + j] + raw[j * N + i]);
+    osc_tape *t = osc_tape_alloc(N, B, m.steps);
+    float y[B * N], F[B * N];
+    assert_int_equal(osc_tape_coupling_input(t, F), PATCTL_ERR_ARG); /* nothing recorded yet */
+    assert_int_equal(osc_forward(&m, C, e, x, NULL, B, y, t), 0);
+    assert_int_equal(osc_tape_coupling_input(t, F), 0);
+    osc_dir dir = {.dM = dD};
+    double fd[B * N], num = 0, den = 0, c = m.k.out_gain * m.t_end * m.t_end / 2;
+    fd_dir(&m, C, e, x, &dir, 1e-3, fd);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < N; i++) {
+            double pred = 0;
+            for (int j = 0; j < N; j++)
+                pred += c * F[b * N + j] * dD[j * N + i];
+            num += (pred - fd[b * N + i]) * (pred - fd[b * N + i]);
+            den += fd[b * N + i] * fd[b * N + i];
+        }
+    printf("  linear coupling response vs finite differences: relative error %.3f\n", sqrt(num / den));
+    assert_true(den > 0);
+    assert_true(sqrt(num / den) < 0.15);
+    osc_tape_free(t);
+}
+
+/* The LS coupling method (for large devices), from the nominal model with
+ * the constants fixed (--fix-consts): the device's eta = 0.1 is outside
+ * what D can express exactly, but the free diagonal of D absorbs most of
+ * it (so with LS the constants are not identifiable next to D). */
+static void test_greybox_coupling_ls(void **state)
+{
+    (void)state;
+    const int n = 24;
+    const double jn = 0.3;
+    uint64_t seed = 78;
+    char opts[160];
+    snprintf(opts, sizeof(opts), "n=%d,eta=0.1,j_noise=%g,sigma=0.01,seed=%llu", n, jn,
+             (unsigned long long)seed);
+    device *d = open_osc(opts, 0);
+    fit_set s;
+    collect_from(d, 120, 40, -0.5, 1.5, 1.0, DESIGN_LHS, 6, &s);
+    uint8_t *role = fit_split(&s, 0.15, 0.15, 2);
+    float *raw = malloc(sizeof(float) * n * n), *qn = malloc(sizeof(float) * n * n);
+    gsl_rng *g = sim_rng(seed, 0, 1);
+    sim_gaussian_fill(g, raw, n * n, jn);
+    gsl_rng_free(g);
+    osc_laplacian_sym(qn, raw, n);
+
+    osc_model m0 = osc_model_nominal(n), m = m0;
+    fit_osc_options o;
+    fit_osc_default_options(&o);
+    o.coupling = 1, o.method = FIT_COUPLING_LS, o.rounds = 1, o.mask = 0;
+    fit_osc_result r;
+    char err[256] = "";
+    float *D = NULL;
+    int rc = fit_osc_greybox(&m, &D, &s, role, &o, &r, err, sizeof(err));
+    if (rc)
+        printf("fit: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_non_null(D);
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            assert_true(D[i * n + j] == D[j * n + i]); /* symmetric, as osc_backward needs */
+            if (i != j) { /* the diagonal also absorbs the constants' errors */
+                num += (D[i * n + j] - qn[i * n + j]) * (D[i * n + j] - qn[i * n + j]);
+                den += qn[i * n + j] * qn[i * n + j];
+            }
+        }
+    surrogate *s0 = surrogate_osc_fitted_new(&m0, NULL), *s1 = surrogate_osc_fitted_new(&m, D);
+    fit_metrics t0, t1;
+    assert_int_equal(fit_evaluate(s0, &s, role, FIT_TEST, &t0, NULL, NULL), 0);
+    assert_int_equal(fit_evaluate(s1, &s, role, FIT_TEST, &t1, NULL, NULL), 0);
+    printf("  LS: nominal held-out ratio to noise %.2f; fitted %.2f; off-diagonal |D - Qn| / |Qn| = %.3f; "
+           "%d iterations\n", t0.ratio, t1.ratio, sqrt(num / den), r.epochs_done);
+    assert_true(sqrt(num / den) < 0.15);
+    assert_true(t1.ratio < 1.3);
+    assert_true(t0.ratio > 3.0 * t1.ratio);
+    assert_true(m.k.eta == 0.0f && r.rounds_done == 1);
+    surrogate_destroy(&s0);
+    surrogate_destroy(&s1);
+    free(D), free(raw), free(qn);
+    free(role);
+    fit_set_free(&s);
+    device_close(&d);
+}
+
 /* the fitted surrogate keeps an exact VJP: FD check in x and theta */
 typedef struct {
     surrogate *s;
@@ -759,6 +859,8 @@ int main(void)
         cmocka_unit_test(test_greybox_recovers_constants),
         cmocka_unit_test(test_greybox_se_coverage),
         cmocka_unit_test(test_greybox_coupling_correction),
+        cmocka_unit_test(test_coupling_input_linearises),
+        cmocka_unit_test(test_greybox_coupling_ls),
         cmocka_unit_test(test_fitted_surrogate_grad),
         cmocka_unit_test(test_mlp_grad),
         cmocka_unit_test(test_mlp_trains_on_device_data),
