@@ -53,6 +53,12 @@ static void train_usage(FILE *f)
         "  --eval-inflight N test batches in flight (1..8, default 2; 1 = one after the\n"
         "                    other): pipelined evaluation when every physical device is\n"
         "                    remote, identical results\n"
+        "  --microbatches K  split each training batch's forward pass into K row slices\n"
+        "                    (1..64, default 1): while slice k is on a device, slice k+1\n"
+        "                    computes its digital layers and uses the other devices\n"
+        "                    (pipelined when every physical device is remote); each\n"
+        "                    layer's batch stays one device query, identical results\n"
+        "                    on row-exact devices\n"
         "  --spsa-c X        SPSA perturbation size (default 0.1; use with --lr 0.01)\n"
         "  --spsa-samples N  SPSA perturbation pairs per step (default 1)\n"
         "  --max-failed-steps N  a step whose device query fails (timeout, I/O, bad\n"
@@ -130,6 +136,7 @@ static void help_config(void)
            "  schedule = constant | step (x lr_gamma every lr_step epochs) | cosine (to 0\n"
            "  over the run), warmup = N steps; eval_every = N epochs (0 = at the end);\n"
            "  eval_inflight = N test batches in flight on remote devices (1..8);\n"
+           "  microbatches = K training micro-batches per batch (1..64, see --microbatches);\n"
            "  spsa_c / spsa_samples: SPSA's perturbation size and pairs per step;\n"
            "  max_failed_steps = N device-faulted steps in a row skipped before the run\n"
            "  stops (0 = stop at the first).\n"
@@ -230,6 +237,9 @@ static int parse_options(int argc, char **argv, train_cli *cli)
         } else if ((v = cli_opt_value(argc, argv, &i, "--eval-inflight"))) {
             if (parse_long(v, 1, 8, &l)) goto bad;
             c->eval_inflight = (int)l;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--microbatches"))) {
+            if (parse_long(v, 1, 64, &l)) goto bad;
+            c->microbatches = (int)l;
         } else if ((v = cli_opt_value(argc, argv, &i, "--spsa-c"))) {
             if (parse_double(v, &d) || !(d > 0)) goto bad;
             c->spsa_c = d;

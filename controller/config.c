@@ -27,6 +27,7 @@ void config_defaults(run_config *c)
     c->batch = 32;
     c->eval_batch = 250;
     c->eval_inflight = 2;
+    c->microbatches = 1;
     c->eval_every = 0;
     c->seed = 0;
     c->spsa_c = 0.1;
@@ -201,6 +202,7 @@ int config_equal(const run_config *a, const run_config *b, char *diff, size_t di
     DIFF(a->spsa_c != b->spsa_c, "[train] spsa_c: %g vs %g", a->spsa_c, b->spsa_c);
     DIFF(a->spsa_samples != b->spsa_samples, "[train] spsa_samples: %d vs %d", a->spsa_samples,
          b->spsa_samples);
+    DIFF(a->microbatches != b->microbatches, "[train] microbatches: %d vs %d", a->microbatches, b->microbatches);
     DIFF(a->max_failed_steps != b->max_failed_steps, "[train] max_failed_steps: %d vs %d",
          a->max_failed_steps, b->max_failed_steps);
     DIFF(a->journal != b->journal || (a->journal == JOURNAL_EVERY && a->journal_every != b->journal_every),

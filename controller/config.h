@@ -88,6 +88,10 @@ typedef struct run_config {
     int eval_every;         /* evaluate on the test set every N epochs (0 = at the end only) */
     int eval_inflight;      /* evaluation batches in flight (1..8; 1 = one after the other;
                                > 1 only when every physical device is remote) */
+    int microbatches;       /* training micro-batches per batch (1..64; 1 = the batch as one
+                               piece): the forward pass runs in row slices, each physical
+                               layer's batch one device query sent in parts; pipelined over
+                               lanes when every physical device is remote (microbatch.h) */
     uint64_t seed;
     double spsa_c;          /* SPSA: perturbation size (parameter units) */
     int spsa_samples;       /* SPSA: perturbation pairs averaged per step */

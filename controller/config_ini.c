@@ -432,6 +432,8 @@ static void train_key(parser *p, const char *k, const char *v)
         get_int(p, k, v, 1, 65536, &c->eval_batch);
     } else if (strcmp(k, "eval_inflight") == 0) {
         get_int(p, k, v, 1, 8, &c->eval_inflight);
+    } else if (strcmp(k, "microbatches") == 0) {
+        get_int(p, k, v, 1, 64, &c->microbatches);
     } else if (strcmp(k, "eval_every") == 0) {
         get_int(p, k, v, 0, 1000, &c->eval_every);
     } else if (strcmp(k, "seed") == 0) {
@@ -445,7 +447,7 @@ static void train_key(parser *p, const char *k, const char *v)
         get_int(p, k, v, 0, 1000000, &c->max_failed_steps);
     } else {
         unknown_key(p, k, "mode, optimizer, lr, momentum, schedule, lr_gamma, lr_step, warmup, epochs, "
-                    "batch, eval_batch, eval_inflight, eval_every, seed, spsa_c, spsa_samples, max_failed_steps");
+                    "batch, eval_batch, eval_inflight, microbatches, eval_every, seed, spsa_c, spsa_samples, max_failed_steps");
     }
 }
 

@@ -79,9 +79,9 @@ char *config_format(const run_config *c)
     }
     put(&b, "\n[train]\nmode = %s\noptimizer = %s\nlr = %.17g\nmomentum = %.17g\nschedule = %s\n"
         "lr_gamma = %.17g\nlr_step = %d\nwarmup = %ld\nepochs = %d\nbatch = %d\neval_batch = %d\n"
-        "eval_inflight = %d\neval_every = %d\nseed = %llu\nspsa_c = %.17g\nspsa_samples = %d\nmax_failed_steps = %d\n",
+        "eval_inflight = %d\nmicrobatches = %d\neval_every = %d\nseed = %llu\nspsa_c = %.17g\nspsa_samples = %d\nmax_failed_steps = %d\n",
         mode_name(c->mode), optimizer_name(c->optimizer), c->lr, c->momentum, schedule_name(c->schedule),
-        c->lr_gamma, c->lr_step, c->warmup, c->epochs, c->batch, c->eval_batch, c->eval_inflight, c->eval_every,
+        c->lr_gamma, c->lr_step, c->warmup, c->epochs, c->batch, c->eval_batch, c->eval_inflight, c->microbatches, c->eval_every,
         (unsigned long long)c->seed, c->spsa_c, c->spsa_samples, c->max_failed_steps);
     put(&b, "\n[logging]\n");
     if (c->journal == JOURNAL_ALL)

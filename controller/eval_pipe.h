@@ -1,17 +1,13 @@
-/* Pipelined evaluation: K lanes keep several test batches in flight, so
- * that while batch k waits on device d, batch k+1 computes its digital
- * layers and uses device d' != d ([train] eval_inflight, --eval-inflight).
+/* Pipelined evaluation: K lanes (controller/lanes.h) keep several test
+ * batches in flight, so that while batch k waits on device d, batch k+1
+ * computes its digital layers and uses device d' != d ([train]
+ * eval_inflight, --eval-inflight).
  *
  * Bit-identical to one batch after the other: every device is queried in
- * batch order (a per-device turn: batch k calls device d only after batch
- * k-1 has finished its call to d), so each device sees the same queries with
- * the same query ids (and a seeded simulator draws the same noise); the
- * confusion counts are sums, whatever the order they are added in.
- *
- * Only the device waits overlap: the digital layers of all lanes run one
- * lane at a time (a CPU token), and every device's log and journal hook
- * (the run store's SQLite connection) and the fault note are called under
- * one mutex.  Used only when every physical device is a `remote` device
+ * batch order (the lanes' per-device turn), so each device sees the same
+ * queries with the same query ids (and a seeded simulator draws the same
+ * noise); the confusion counts are sums, whatever the order they are added
+ * in.  Used only when every physical device is a `remote` device
  * (eval_pipe_usable): in-process simulators compute on the controller's own
  * cores, so they gain nothing from it. */
 #ifndef PATCTL_EVAL_PIPE_H
@@ -20,11 +16,10 @@
 #include <signal.h>
 
 #include "controller/data.h"
+#include "controller/lanes.h"
 #include "controller/model.h"
 
-enum { EVAL_MAX_INFLIGHT = 8 };
-
-typedef void (*fault_note_fn)(void *user, const char *msg);
+enum { EVAL_MAX_INFLIGHT = LANES_MAX };
 
 /* rc is an error code a device fault produces (the caller still checks
  * that no batch was refused at the safety boundary). */

@@ -293,10 +293,41 @@ static int physical_forward(layer *L, const float *P, const float *x, int R, flo
     return rc;
 }
 
-/* The forward pass over activations act[] (the model's own or a lane's);
- * g (or NULL) brackets every device call. */
-static int forward_graph(model *m, float *const *act, const float *x, int B, pass_kind pass,
+/* One part of a physical layer's query sent in parts: rows [r0, r0+R) of
+ * the Rtot rows of the whole batch (the first part opens the query, the
+ * last closes it), inside the gate g. */
+static int physical_part(layer *L, const float *P, const float *x, int r0, int R, int Rtot, float *y,
                          const device_gate *g, char *err, size_t errlen)
+{
+    device *d = L->dev;
+    int rc = g->enter(g->user, d);
+    if (rc)
+        return rc;
+    if (r0 == 0)
+        rc = device_query_begin(d, P, Rtot);
+    if (!rc)
+        rc = device_query_part(d, x, r0, R, y);
+    if (!rc && r0 + R == Rtot)
+        rc = device_query_end(d);
+    if (rc)
+        snprintf(err, errlen, "device %s: %s", d->name, d->err[0] ? d->err : patctl_strerror(rc));
+    g->leave(g->user, d, rc);
+    return rc;
+}
+
+/* A slice of a batch: samples [s0, s0+b) of B (NULL: the whole batch). */
+typedef struct slice {
+    int s0, b, B;
+} slice;
+
+/* The forward pass over activations act[] (the model's own or a lane's);
+ * g (or NULL) brackets every device call.  With sl, only the slice's rows
+ * (act[] then point at the slice's first row) and every physical layer's
+ * query is sent in parts (physical_part); in PAT, the part that completes
+ * a layer's query runs its surrogate forward on the whole batch at what
+ * was sent. */
+static int forward_graph(model *m, float *const *act, const float *x, int B, pass_kind pass,
+                         const device_gate *g, const slice *sl, char *err, size_t errlen)
 {
     if (B > m->cap || B <= 0)
         return PATCTL_ERR_ARG;
@@ -318,6 +349,16 @@ static int forward_graph(model *m, float *const *act, const float *x, int B, pas
             break;
         case LAYER_TANH: tanh_forward(out, in, (long)Rin * L->c_in); break;
         case LAYER_PHYSICAL:
+            if (sl) {
+                int r0 = sl->s0 * L->r_in, Rtot = sl->B * L->r_in;
+                rc = physical_part(L, P, in, r0, Rin, Rtot, out, g, err, errlen);
+                if (!rc && pass == PASS_PAT && r0 + Rin == Rtot) {
+                    device *d = L->dev;
+                    if ((rc = surrogate_forward(L->sur, d->sent_theta, d->sent_x, Rtot, L->ysur)))
+                        snprintf(err, errlen, "surrogate of %s: %s", d->name, patctl_strerror(rc));
+                }
+                break;
+            }
             if (!g) {
                 rc = physical_forward(L, P, in, Rin, out, pass, err, errlen);
                 L->last_pass = pass;
@@ -336,9 +377,22 @@ static int forward_graph(model *m, float *const *act, const float *x, int B, pas
     return 0;
 }
 
+int model_forward_slice(model *m, const float *x, int s0, int b, int B, pass_kind pass, const device_gate *g,
+                        char *err, size_t errlen)
+{
+    if (s0 < 0 || b <= 0 || s0 + b > B || B > m->cap || !g || pass == PASS_SURROGATE)
+        return PATCTL_ERR_ARG;
+    float *act[CFG_MAX_LAYERS + 1];
+    act[0] = m->act[0] + (size_t)s0 * (size_t)(m->h * m->w);
+    for (int i = 0; i < m->n_layers; i++)
+        act[i + 1] = m->act[i + 1] + (size_t)s0 * (size_t)m->L[i].r_out * (size_t)m->L[i].c_out;
+    slice sl = {s0, b, B};
+    return forward_graph(m, act, x + (size_t)s0 * (size_t)(m->h * m->w), b, pass, g, &sl, err, errlen);
+}
+
 int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, size_t errlen)
 {
-    return forward_graph(m, m->act, x, B, pass, NULL, err, errlen);
+    return forward_graph(m, m->act, x, B, pass, NULL, NULL, err, errlen);
 }
 
 int model_lane_init(const model *m, model_lane *ln)
@@ -367,7 +421,7 @@ void model_lane_free(model_lane *ln)
 int model_forward_lane(model *m, model_lane *ln, const float *x, int B, const device_gate *g, char *err,
                        size_t errlen)
 {
-    return forward_graph(m, ln->act, x, B, PASS_DEVICE, g, err, errlen);
+    return forward_graph(m, ln->act, x, B, PASS_DEVICE, g, NULL, err, errlen);
 }
 
 float *model_lane_logits(const model *m, model_lane *ln) { return ln->act[m->n_layers]; }

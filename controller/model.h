@@ -91,6 +91,18 @@ int model_forward_lane(model *m, model_lane *ln, const float *x, int B, const de
                        size_t errlen);
 float *model_lane_logits(const model *m, model_lane *ln);
 
+/* Training micro-batches (controller/microbatch.c): the forward pass (pass
+ * PASS_DEVICE or PASS_PAT) of samples [s0, s0+b) of the batch x [B, h*w]
+ * into the model's own activations (rows of the slice only; slices write
+ * disjoint rows).  Every physical layer's query for the batch is sent in
+ * parts (device_query_begin/part/end: one query id, row0 = the slice's
+ * first row), so slices must reach each device in order s0 = 0, ... (the
+ * lanes' turn); in PAT the slice that completes a layer's query runs the
+ * layer's surrogate forward on the whole batch at what was sent.  Every
+ * device call goes through g.  Layers' last_pass is left as is. */
+int model_forward_slice(model *m, const float *x, int s0, int b, int B, pass_kind pass, const device_gate *g,
+                        char *err, size_t errlen);
+
 /* Device counters summed over devices. */
 device_stats model_device_stats(const model *m);
 

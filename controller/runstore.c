@@ -83,6 +83,8 @@ typedef struct journal_ctx {
     long n_theta;
     float *last;             /* [n_theta] the setting last stored */
     int64_t last_id;         /* its setting.id, 0 = none */
+    int keep_query;          /* JOURNAL_EVERY: whether the query whose first part came
+                                last was kept (its further parts follow it) */
 } journal_ctx;
 
 struct runstore {
@@ -772,14 +774,21 @@ static void journal_cb(void *user, const device *d, const device_journal_entry *
     if (rs->failed)
         return;
     int ok = e->rc == 0 && e->batch > 0;
-    if (ok)
+    /* a query sent in parts (training micro-batches) is one row per part,
+     * in row order; its further parts go wherever its first part went */
+    int later_part = ok && e->part_row > 0;
+    if (ok && !later_part)
         j->n_ok++;
     int keep;
     switch (j->mode) {
     case JOURNAL_ALL: keep = 1; break;
-    case JOURNAL_EVERY: keep = e->rc != 0 || (ok && (j->n_ok - 1) % (uint64_t)j->every == 0); break;
+    case JOURNAL_EVERY:
+        keep = e->rc != 0 || (later_part ? j->keep_query : ok && (j->n_ok - 1) % (uint64_t)j->every == 0);
+        break;
     default: keep = e->rc != 0; break; /* off: faults only */
     }
+    if (ok && !later_part)
+        j->keep_query = keep;
     if (!keep)
         return;
     double t0 = mono_now();

@@ -7,7 +7,9 @@
  *   spsa      two forwards on the device at theta +- c*delta per sample pair,
  *             no surrogate, no backward (step_spsa),
  * then the optimiser step at the scheduled learning rate and projection of
- * device parameters into their limits.
+ * device parameters into their limits.  Every forward pass on the devices
+ * runs in [train] microbatches row slices (microbatch.h; 1 = in one piece),
+ * with the same results on row-exact devices.
  *
  * Position in the run: `epoch` epochs completed, `pos` samples of the next
  * epoch used.  Checkpoints (checkpoint_build) capture everything the next
@@ -32,6 +34,7 @@
 
 #include "controller/eval_pipe.h"
 #include "controller/loss.h"
+#include "controller/microbatch.h"
 #include "controller/model.h"
 #include "controller/optim.h"
 #include "controller/progress.h"
@@ -496,7 +499,7 @@ static int step_gradient(trainer *t, int B, double *loss, int *hits)
 {
     model *m = &t->m;
     set_context(t, "train");
-    int rc = model_forward(m, t->x, B, t->pass, t->err, t->errlen);
+    int rc = model_forward_micro(m, t->x, B, t->pass, t->c->microbatches, t->err, t->errlen);
     if (rc)
         return rc;
     *loss = softmax_xent(model_logits(m), t->y, B, m->classes, t->dlogits, hits);
@@ -542,7 +545,7 @@ static int step_spsa(trainer *t, int B, double *loss, int *hits)
             model_project(m);
             set_context(t, k == 0 ? "spsa+" : "spsa-");
             int h = 0;
-            int rc = model_forward(m, t->x, B, PASS_DEVICE, t->err, t->errlen);
+            int rc = model_forward_micro(m, t->x, B, PASS_DEVICE, t->c->microbatches, t->err, t->errlen);
             if (rc) {
                 memcpy(m->params, t->p0, sizeof(float) * (size_t)n);
                 return rc;

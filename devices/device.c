@@ -332,12 +332,13 @@ static int ensure_batch(device *d, int B)
     return 0;
 }
 
-/* One driver call with fault accounting (and the journal, if any). */
-static int driver_run(device *d, const float *theta, const float *x, int B, float *y, int attempt,
-                      int ramp)
+/* One driver call with fault accounting (and the journal, if any): query
+ * id, absolute row0 of its first row, and part_row (its first row within a
+ * query sent in parts, for the journal). */
+static int driver_run(device *d, uint64_t id, int64_t row0, int part_row, const float *theta, const float *x,
+                      int B, float *y, int attempt, int ramp)
 {
-    struct patctl_query q = {.id = d->next_id++, .batch = B, .theta = theta, .x = x,
-                             .row0 = B > 0 ? d->next_row0 : 0};
+    struct patctl_query q = {.id = id, .batch = B, .theta = theta, .x = x, .row0 = B > 0 ? row0 : 0};
     double w0 = d->journal ? wall_s() : 0.0;
     double t0 = now_s();
     int rc = d->drv->run(d->state, &q, y);
@@ -358,7 +359,7 @@ static int driver_run(device *d, const float *theta, const float *x, int B, floa
     }
     if (d->journal) {
         device_journal_entry e = {.id = q.id, .batch = B, .attempt = attempt, .ramp = ramp, .rc = rc,
-                                  .theta = theta, .x = B > 0 ? x : NULL,
+                                  .part_row = part_row, .theta = theta, .x = B > 0 ? x : NULL,
                                   .y = driver_rc == 0 && B > 0 ? y : NULL,
                                   .t_start = w0, .t_end = w0 + (t1 - t0)};
         d->journal(d->journal_user, d, &e);
@@ -366,31 +367,12 @@ static int driver_run(device *d, const float *theta, const float *x, int B, floa
     return rc;
 }
 
-int device_run(device *d, const float *theta, const float *x, int B, float *y)
+/* Ramp from the setting the driver was sent last to d->scratch (checked),
+ * then sent_theta = scratch: every consecutive pair of settings a driver
+ * receives differs by at most max_step per entry. */
+static int ramp_to_scratch(device *d)
 {
-    if (B < 0 || (B > 0 && (!x || !y)) || !theta)
-        return PATCTL_ERR_ARG;
-    int rc = ensure_batch(d, B);
-    if (rc)
-        return rc;
-    d->sent_B = 0; /* sent_x/sent_theta are rewritten below: no VJP until success */
-    uint64_t clamped = 0;
-    rc = boundary_theta(&d->desc, theta, d->scratch, d->limits, &clamped);
-    if (rc == 0 && B > 0)
-        rc = boundary_inputs(&d->desc, x, d->sent_x, B, d->limits, &clamped);
-    if (rc) {
-        d->st.rejected++;
-        devlog(d, DEVLOG_WARN, "batch refused at the boundary: %s", patctl_strerror(rc));
-        return rc;
-    }
-    if (clamped) {
-        if (d->st.clamped == 0 || clamped > 1000)
-            devlog(d, DEVLOG_WARN, "%llu value(s) clamped into limits", (unsigned long long)clamped);
-        d->st.clamped += clamped;
-    }
-
-    /* ramp from the setting the driver was sent last: every consecutive pair
-     * of settings a driver receives differs by at most max_step per entry */
+    int rc;
     long nramp = boundary_ramp_steps(&d->desc, d->last_theta, d->scratch);
     if (nramp > 1) {
         if (d->steps == STEP_REFUSE || nramp > d->max_ramp) {
@@ -427,7 +409,7 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
                 devlog(d, DEVLOG_FAULT, "ramp makes no progress after %ld steps", s);
                 return PATCTL_ERR_NUMERIC;
             }
-            rc = driver_run(d, d->sent_theta, NULL, 0, NULL, 0, 1);
+            rc = driver_run(d, d->next_id++, 0, 0, d->sent_theta, NULL, 0, NULL, 0, 1);
             memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
             if (rc) {
                 d->st.faults++;
@@ -438,13 +420,20 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
         }
     }
     memcpy(d->sent_theta, d->scratch, sizeof(float) * (size_t)d->n_theta);
+    return 0;
+}
 
+/* The query (or part) at sent_theta: attempt 0 under id, each retry under
+ * a fresh id; x is inside sent_x (NULL when B == 0). */
+static int send_retrying(device *d, uint64_t id, int64_t row0, int part_row, const float *x, int B, float *y)
+{
+    int rc = 0;
     for (int attempt = 0; attempt <= d->retries; attempt++) {
         if (attempt > 0) {
             d->st.retries++;
             devlog(d, DEVLOG_WARN, "retrying query (attempt %d of %d)", attempt + 1, d->retries + 1);
         }
-        rc = driver_run(d, d->sent_theta, B > 0 ? d->sent_x : NULL, B, y, attempt, 0);
+        rc = driver_run(d, attempt ? d->next_id++ : id, row0, part_row, d->sent_theta, x, B, y, attempt, 0);
         /* the driver has seen this setting, whether or not it succeeded */
         memcpy(d->last_theta, d->sent_theta, sizeof(float) * (size_t)d->n_theta);
         if (rc == 0)
@@ -456,6 +445,40 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
         if (rc == PATCTL_ERR_ARG || rc == PATCTL_ERR_NOMEM || rc == PATCTL_ERR_UNSUPPORTED)
             break; /* not transient */
     }
+    return rc;
+}
+
+static void log_clamped(device *d, uint64_t clamped)
+{
+    if (clamped) {
+        if (d->st.clamped == 0 || clamped > 1000)
+            devlog(d, DEVLOG_WARN, "%llu value(s) clamped into limits", (unsigned long long)clamped);
+        d->st.clamped += clamped;
+    }
+}
+
+int device_run(device *d, const float *theta, const float *x, int B, float *y)
+{
+    if (B < 0 || (B > 0 && (!x || !y)) || !theta)
+        return PATCTL_ERR_ARG;
+    int rc = ensure_batch(d, B);
+    if (rc)
+        return rc;
+    d->q_open = 0;
+    d->sent_B = 0; /* sent_x/sent_theta are rewritten below: no VJP until success */
+    uint64_t clamped = 0;
+    rc = boundary_theta(&d->desc, theta, d->scratch, d->limits, &clamped);
+    if (rc == 0 && B > 0)
+        rc = boundary_inputs(&d->desc, x, d->sent_x, B, d->limits, &clamped);
+    if (rc) {
+        d->st.rejected++;
+        devlog(d, DEVLOG_WARN, "batch refused at the boundary: %s", patctl_strerror(rc));
+        return rc;
+    }
+    log_clamped(d, clamped);
+    if ((rc = ramp_to_scratch(d)))
+        return rc;
+    rc = send_retrying(d, d->next_id++, d->next_row0, 0, B > 0 ? d->sent_x : NULL, B, y);
     if (rc) {
         d->sent_B = 0; /* nothing to take a VJP of */
         return rc;
@@ -465,6 +488,69 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
         d->st.queries++;
         d->st.samples += (uint64_t)B;
     }
+    return 0;
+}
+
+int device_query_begin(device *d, const float *theta, int B)
+{
+    if (B <= 0 || !theta)
+        return PATCTL_ERR_ARG;
+    int rc = ensure_batch(d, B);
+    if (rc)
+        return rc;
+    d->q_open = 0;
+    d->sent_B = 0;
+    uint64_t clamped = 0;
+    if ((rc = boundary_theta(&d->desc, theta, d->scratch, d->limits, &clamped))) {
+        d->st.rejected++;
+        devlog(d, DEVLOG_WARN, "batch refused at the boundary: %s", patctl_strerror(rc));
+        return rc;
+    }
+    log_clamped(d, clamped);
+    if ((rc = ramp_to_scratch(d)))
+        return rc;
+    d->q_id = d->next_id++; /* the id device_run would give the query */
+    d->q_B = B;
+    d->q_open = 1;
+    return 0;
+}
+
+int device_query_part(device *d, const float *x, int r0, int R, float *y)
+{
+    if (!d->q_open)
+        return PATCTL_ERR_STATE;
+    if (R <= 0 || r0 < 0 || r0 + R > d->q_B || !x || !y) {
+        d->q_open = 0;
+        return PATCTL_ERR_ARG;
+    }
+    float *sx = d->sent_x + (size_t)r0 * (size_t)d->desc.n_in;
+    uint64_t clamped = 0;
+    int rc = boundary_inputs(&d->desc, x, sx, R, d->limits, &clamped);
+    if (rc) {
+        d->q_open = 0;
+        d->st.rejected++;
+        devlog(d, DEVLOG_WARN, "batch refused at the boundary: %s", patctl_strerror(rc));
+        return rc;
+    }
+    log_clamped(d, clamped);
+    rc = send_retrying(d, d->q_id, d->next_row0 + r0, r0, sx, R, y);
+    if (rc) {
+        d->q_open = 0;
+        return rc;
+    }
+    d->st.samples += (uint64_t)R;
+    return 0;
+}
+
+int device_query_end(device *d)
+{
+    if (!d->q_open)
+        return PATCTL_ERR_STATE;
+    d->q_open = 0;
+    d->sent_B = d->q_B;
+    d->sent_id = d->q_id;
+    d->sent_row0 = d->next_row0;
+    d->st.queries++;
     return 0;
 }
 

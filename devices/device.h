@@ -32,6 +32,10 @@ typedef struct device_journal_entry {
     int attempt;           /* 0 = first try, k = k-th retry */
     int ramp;              /* 1 = a step of a ramp towards a new setting */
     int rc;                /* 0 or the PATCTL_ERR_* of this call */
+    int part_row;          /* a part of a query sent in parts (device_query_part):
+                              its first row in the query (0 for the first part and
+                              for every whole query); attempt 0 of a part > 0 keeps
+                              the query's id */
     const float *theta;    /* [n_theta] as sent */
     const float *x;        /* [B, n_in] as sent (after the boundary), NULL when B == 0 */
     const float *y;        /* [B, n_out] as returned by the driver (may hold the
@@ -73,6 +77,9 @@ typedef struct device {
     int sent_cap, sent_B;
     uint64_t sent_id;                 /* id of the last batch query */
     int64_t sent_row0;                /* its row0 */
+    int q_open;                       /* a query in parts is under way (device_query_begin) */
+    int q_B;                          /* its rows */
+    uint64_t q_id;                    /* its id (every part's first attempt) */
     float *scratch;                   /* [n_theta] checked setting being sent */
     float *ramp_from;                 /* [n_theta] start of a ramp */
     float *gx_tmp;                    /* [sent_cap, n_in] */
@@ -131,6 +138,24 @@ void device_safe_theta(const struct patctl_device_desc *desc, float *theta);
  * d->sent_theta, d->sent_x.  Returns 0 or a PATCTL_ERR_* code; on error y
  * holds no data to use. */
 int device_run(device *d, const float *theta, const float *x, int B, float *y);
+
+/* The same query sent in parts (training micro-batches, controller/microbatch.c):
+ * one logical query of B rows, the same as device_run(d, theta, x, B, y),
+ * sent as consecutive row ranges in order:
+ *   device_query_begin(d, theta, B)      boundary check of theta, ramp, the query id
+ *   device_query_part(d, x, r0, R, y)    rows [r0, r0+R) (r0 = the rows sent so far):
+ *                                        inputs checked into sent_x + r0, driver run
+ *                                        with the query's id and row0 = next_row0 + r0,
+ *                                        retried as device_run retries
+ *   device_query_end(d)                  after the last part (r0 + R == B): sent_B = B,
+ *                                        the query counted once
+ * so a device whose rows depend only on (seed, id, absolute row) gives
+ * exactly device_run's result, and sent_theta/sent_x/sent_id/sent_row0 (for
+ * device_vjp and surrogates) hold the whole query.  A failed call leaves no
+ * query open; the caller must not send further parts (PATCTL_ERR_STATE). */
+int device_query_begin(device *d, const float *theta, int B);
+int device_query_part(device *d, const float *x, int r0, int R, float *y);
+int device_query_end(device *d);
 
 /* Exact VJP of the simulation at the last batch (drivers with
  * PATCTL_DEV_HAS_VJP only).  ACCUMULATES into gx [B, n_in] and gtheta. */

@@ -12,7 +12,7 @@
 #include "devices/sim_rng.h"
 
 const char *const sim_noise_keys[] = {
-    "noise_std", "quant_step", "drift", "drift_period", "latency_ms",
+    "noise_std", "quant_step", "drift", "drift_period", "latency_ms", "latency_row_ms",
     "dropout", "outlier", "outlier_scale", NULL,
 };
 
@@ -26,6 +26,7 @@ int sim_noise_parse(sim_noise *nz, const struct patctl_option *o, int n, uint64_
         (rc = options_float(o, n, "drift", 0, &nz->drift, err, errlen)) ||
         (rc = options_float(o, n, "drift_period", 10000, &nz->drift_period, err, errlen)) ||
         (rc = options_float(o, n, "latency_ms", 0, &nz->latency_ms, err, errlen)) ||
+        (rc = options_float(o, n, "latency_row_ms", 0, &nz->latency_row_ms, err, errlen)) ||
         (rc = options_float(o, n, "dropout", 0, &nz->dropout, err, errlen)) ||
         (rc = options_float(o, n, "outlier", 0, &nz->outlier, err, errlen)) ||
         (rc = options_float(o, n, "outlier_scale", 1, &nz->outlier_scale, err, errlen)))
@@ -34,6 +35,7 @@ int sim_noise_parse(sim_noise *nz, const struct patctl_option *o, int n, uint64_
                     : nz->quant_step < 0 ? "quant_step >= 0"
                     : nz->drift_period <= 0 ? "drift_period > 0"
                     : nz->latency_ms < 0 || nz->latency_ms > 60000 ? "latency_ms in 0..60000"
+                    : nz->latency_row_ms < 0 || nz->latency_row_ms > 1000 ? "latency_row_ms in 0..1000"
                     : nz->dropout < 0 || nz->dropout >= 1 ? "dropout in [0, 1)"
                     : nz->outlier < 0 || nz->outlier > 1 ? "outlier in [0, 1]"
                     : NULL;
@@ -46,7 +48,7 @@ int sim_noise_parse(sim_noise *nz, const struct patctl_option *o, int n, uint64_
 
 int sim_noise_active(const sim_noise *nz)
 {
-    return nz->noise_std > 0 || nz->quant_step > 0 || nz->drift != 0 || nz->latency_ms > 0 ||
+    return nz->noise_std > 0 || nz->quant_step > 0 || nz->drift != 0 || nz->latency_ms > 0 || nz->latency_row_ms > 0 ||
            nz->dropout > 0 || nz->outlier > 0;
 }
 
@@ -72,8 +74,8 @@ int sim_noise_apply(const sim_noise *nz, uint64_t id, int64_t row0, float *y, in
 {
     if (B <= 0)
         return 0;
-    if (nz->latency_ms > 0)
-        sleep_ms(nz->latency_ms);
+    if (nz->latency_ms > 0 || nz->latency_row_ms > 0)
+        sleep_ms(nz->latency_ms + B * nz->latency_row_ms);
     /* dropout: one draw per query from the query's stream, so every part of
      * a pooled query makes the same decision */
     if (nz->dropout > 0) {

@@ -4,7 +4,9 @@
  * input noise, shot noise, Johnson noise ...) and then passes the outputs
  * y [B, n_out] through sim_noise_apply(), which adds, in this order:
  *
- *   latency     sleep latency_ms per batch query (B > 0), like a slow instrument
+ *   latency     sleep latency_ms + B * latency_row_ms per batch query (B > 0),
+ *               like a slow instrument (latency_row_ms: one measuring its
+ *               samples one after another)
  *   dropout     with probability `dropout` the whole query fails with
  *               PATCTL_ERR_TIMEOUT (the boundary retries it under a new id)
  *   drift       a slow additive offset per output channel k:
@@ -42,6 +44,7 @@ typedef struct sim_noise {
     double drift;         /* drift amplitude */
     double drift_period;  /* queries per drift cycle (> 0) */
     double latency_ms;    /* delay per batch query, ms */
+    double latency_row_ms; /* and per row of it, ms */
     double dropout;       /* probability that a batch query times out, 0..1 */
     double outlier;       /* probability that a value is an outlier, 0..1 */
     double outlier_scale; /* size of an outlier */
@@ -58,6 +61,7 @@ extern const char *const sim_noise_keys[];
     "drift=0         common: slow additive output drift amplitude\n"                \
     "drift_period=10000  common: queries per drift cycle\n"                         \
     "latency_ms=0    common: emulated delay per batch (ms)\n"                       \
+    "latency_row_ms=0  common: and per row of a batch (ms): samples one after another\n" \
     "dropout=0       common: probability that a batch query times out\n"            \
     "outlier=0       common: probability that an output value is an outlier\n"      \
     "outlier_scale=1 common: size of an outlier (output units)\n"

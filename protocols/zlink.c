@@ -217,9 +217,13 @@ static void check_auth(pt_client *c)
 static int zc_send(pt_client *c, uint8_t type, uint32_t seq, const pt_part *parts, int nparts)
 {
     zlink *z = c->impl;
+    uint64_t refused = c->st.auth_refused;
     int rc = zsend(z->sock, &c->o, type, seq, parts, nparts, 0, &c->st);
-    if (rc)
+    if (rc) {
         check_auth(c);
+        if (c->st.auth_refused > refused)
+            return PATCTL_ERR_AUTH;
+    }
     return rc;
 }
 
@@ -228,6 +232,40 @@ static double mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+/* One message from the socket within timeout_ms; with a monitor, a
+ * refused CURVE handshake (the server's ZAP handler said no) ends the wait
+ * at once with PATCTL_ERR_AUTH instead of waiting out the timeout: retrying
+ * cannot help.  (Only HANDSHAKE_FAILED_AUTH is watched; NO_DETAIL failures
+ * may be transient and are left to the timeout and retries.) */
+static int recv_or_refused(pt_client *c, int timeout_ms)
+{
+    zlink *z = c->impl;
+    if (!z->mon)
+        return zrecv_part(z->sock, &z->in, timeout_ms);
+    uint64_t refused = c->st.auth_refused;
+    double end = mono_ms() + timeout_ms;
+    for (;;) {
+        double left = end - mono_ms();
+        zmq_pollitem_t it[2] = {{z->sock, 0, ZMQ_POLLIN, 0}, {z->mon, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(it, 2, left > 0 ? (long)left : 0);
+        if (n < 0)
+            return zmq_errno() == EINTR ? PATCTL_ERR_INTERRUPTED : PATCTL_ERR_IO;
+        if (it[1].revents & ZMQ_POLLIN) {
+            check_auth(c);
+            if (c->st.auth_refused > refused)
+                return PATCTL_ERR_AUTH;
+        }
+        if (it[0].revents & ZMQ_POLLIN) {
+            if (zmq_msg_recv(&z->in, z->sock, ZMQ_DONTWAIT) >= 0)
+                return 0;
+            if (zmq_errno() != EAGAIN)
+                return PATCTL_ERR_IO;
+        }
+        if (mono_ms() >= end)
+            return PATCTL_ERR_TIMEOUT;
+    }
 }
 
 static int zc_wait(pt_client *c, uint32_t seq, int timeout_ms, pt_msg *reply)
@@ -244,7 +282,7 @@ static int zc_wait(pt_client *c, uint32_t seq, int timeout_ms, pt_msg *reply)
         }
         zmq_msg_init(&z->in);
         z->have_in = 1;
-        int rc = zrecv_part(z->sock, &z->in, (int)left);
+        int rc = recv_or_refused(c, (int)left);
         if (rc) {
             check_auth(c);
             return rc;

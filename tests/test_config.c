@@ -79,6 +79,8 @@ static const bad_case bad[] = {
     {HEAD "[train]\nmax_failed_steps = -1\n", {"bad.ini:4:", "[train] max_failed_steps: expected an integer", NULL}},
     {HEAD "[train]\nmax_failed_steps = few\n", {"bad.ini:4:", "[train] max_failed_steps: expected an integer", "'few'"}},
     {HEAD "[train]\nmax_failed_steps = 2000000\n", {"bad.ini:4:", "[train] max_failed_steps", NULL}},
+    {HEAD "[train]\nmicrobatches = 0\n", {"bad.ini:4:", "[train] microbatches: expected an integer", NULL}},
+    {HEAD "[train]\nmicrobatches = 65\n", {"bad.ini:4:", "[train] microbatches", NULL}},
     {HEAD "[logging]\ncheckpoint_every = -5\n", {"bad.ini:4:", "[logging] checkpoint_every: expected an integer", NULL}},
     {HEAD "[logging]\nverbose = 1\n", {"bad.ini:4:", "[logging]: unknown key 'verbose'", NULL}},
     {"[data]\nset = mnist\n", {"bad.ini:2:", "[data] set: expected fashion-mnist or synthetic", "'mnist'"}},
@@ -209,7 +211,7 @@ static void test_roundtrip(void **state)
     roundtrip(&c);
     c.mode = MODE_SPSA, c.lr = 0.1 / 3, c.schedule = SCHED_COSINE, c.warmup = 17, c.spsa_c = 1e-3 / 7;
     c.journal = JOURNAL_EVERY, c.journal_every = 9, c.progress = PROGRESS_LINES, c.optimizer = OPT_SGD;
-    c.momentum = 0.9, c.seed = 123456;
+    c.momentum = 0.9, c.seed = 123456, c.microbatches = 3;
     snprintf(c.devices[0].surrogate, sizeof(c.devices[0].surrogate), "mlp-1");
     roundtrip(&c);
     read_example(&c, "fmnist-oscillators.ini");

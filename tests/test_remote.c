@@ -955,6 +955,8 @@ static void test_allow_keys(void **state)
     assert_null(d);
     assert_non_null(strstr(err, addr));
     assert_non_null(strstr(err, "authentication refused"));
+    /* detected from the handshake, not after timeout x retries: no retry */
+    assert_non_null(strstr(err, "(attempt 1 of 2)"));
     assert_int_equal(s.st.requests, served); /* the server answered nothing */
 
     /* no client_key: an ephemeral key pair, not on the list either */
@@ -962,6 +964,7 @@ static void test_allow_keys(void **state)
     printf("  ephemeral key: %s\n", err);
     assert_int_not_equal(rc, 0);
     assert_non_null(strstr(err, "authentication refused"));
+    assert_non_null(strstr(err, "(attempt 1 of 2)"));
     assert_int_equal(s.st.requests, served);
 
     /* the bare-key line works too (C), and A again gives the same result */

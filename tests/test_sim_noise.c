@@ -177,6 +177,15 @@ static void test_drift_and_latency(void **state)
            "in the driver (latency 2 ms each)\n", lo, hi, d->st.seconds);
     assert_true(lo < -0.25 && hi > 0.25);
     assert_true(d->st.seconds >= 40 * 0.002); /* nanosleep never returns early */
+    /* per-row latency: a batch of 8 rows takes 8 x 1 ms more */
+    device *r = open_osc("n=8,eta=0.1,j_noise=0.2,sigma=0,latency_row_ms=1");
+    float x8[8 * N], y8[8 * N];
+    for (int i = 0; i < 8 * N; i++)
+        x8[i] = x[i % N];
+    double s0 = r->st.seconds;
+    assert_int_equal(device_run(r, theta, x8, 8, y8), 0);
+    assert_true(r->st.seconds - s0 >= 0.008);
+    device_close(&r);
     device_close(&d);
     device_close(&c);
 }

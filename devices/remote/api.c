@@ -190,13 +190,14 @@ static int request(remote *r, member *mb, uint8_t type, const pt_part *parts, in
         if (rc == PATCTL_ERR_TIMEOUT)
             r->st.timeouts++;
         /* libzmq reports a refused CURVE key only through the socket monitor */
-        int auth = pt_client_stats(mb->c)->auth_refused > refused;
+        int auth = pt_client_stats(mb->c)->auth_refused > refused || rc == PATCTL_ERR_AUTH;
         rlog(r, "%s: %s request (attempt %d of %d): %s%s", mb->addr, pt_type_name(type), attempt + 1,
              r->retries + 1, patctl_strerror(rc),
-             auth ? "; authentication refused: the server does not accept this client's CURVE key "
-                    "(client_key= must be on its --allow-keys list)" : "");
-        if (rc == PATCTL_ERR_INTERRUPTED)
-            return rc;
+             !auth ? "" : rc == PATCTL_ERR_AUTH ? ": the server does not accept this client's CURVE key "
+                    "(client_key= must be on its --allow-keys list)" : "; authentication refused: the server "
+                    "does not accept this client's CURVE key (client_key= must be on its --allow-keys list)");
+        if (rc == PATCTL_ERR_INTERRUPTED || rc == PATCTL_ERR_AUTH)
+            return rc; /* a refused key stays refused: no retries */
     }
     return rc;
 }

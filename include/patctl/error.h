@@ -23,6 +23,7 @@ enum patctl_error {
     PATCTL_ERR_CONFIG       = -15, /* bad configuration */
     PATCTL_ERR_NUMERIC      = -16, /* numerical failure (diverged, singular) */
     PATCTL_ERR_STATE        = -17, /* call not valid in the current state */
+    PATCTL_ERR_AUTH         = -18, /* the peer refused our credentials (CURVE key) */
 };
 
 static inline const char *patctl_strerror(int err)
@@ -46,6 +47,7 @@ static inline const char *patctl_strerror(int err)
     case PATCTL_ERR_CONFIG:       return "configuration error";
     case PATCTL_ERR_NUMERIC:      return "numerical failure";
     case PATCTL_ERR_STATE:        return "invalid state";
+    case PATCTL_ERR_AUTH:         return "authentication refused";
     default:                      return "unknown error";
     }
 }
