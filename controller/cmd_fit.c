@@ -50,6 +50,8 @@ static void fit_usage(FILE *f)
         "                     mean feature power (1e-3)\n"
         "  --rounds N         adam/ls: coupling <-> constants rounds (3)\n"
         "  --fix-consts       greybox: keep the constants at their nominal values\n"
+        "  --laplacian        ls: D keeps the device coupling's structure (diagonal = minus\n"
+        "                     the off-diagonal row sum), so eta stays identifiable\n"
         "  --adam-epochs N --adam-rounds N --adam-lr X --adam-batch SETTINGS\n"
         "                     adam: epochs per round (20), rounds (3), lr (3e-3), settings per step (2)\n"
         "  --mlp-width N      hidden units (default 256)\n"
@@ -263,6 +265,8 @@ int cmd_fit(int argc, char **argv)
         } else if ((v = cli_opt_value(argc, argv, &i, "--rounds"))) {
             if (cli_num(v, 1, 1000, &d)) goto bad;
             fo.rounds = (int)d;
+        } else if (strcmp(argv[i], "--laplacian") == 0) {
+            fo.laplacian = 1;
         } else if (strcmp(argv[i], "--fix-consts") == 0) {
             fo.mask = 0;
         } else if ((v = cli_opt_value(argc, argv, &i, "--adam-epochs"))) {

@@ -20,7 +20,9 @@
  * training residual grows.  D is a symmetric [N,N] matrix (couplings are
  * reciprocal, and osc_backward relies on M = M^T): each step is the
  * symmetric part of the solution, which averages the two estimates of every
- * off-diagonal entry; the diagonal is free (it also absorbs a detuning).
+ * off-diagonal entry; the diagonal is free (it also absorbs a detuning), or,
+ * with o->laplacian, minus the sum of the row's off-diagonal entries (the
+ * structure of the device's hidden coupling; then eta stays identifiable).
  * The constants stay fixed. */
 #include <gsl/gsl_blas.h>
 #include <gsl/gsl_linalg.h>
@@ -204,9 +206,16 @@ int fit_osc_coupling_ls(osc_model *m, float *D, const fit_set *d, const uint8_t 
             goto out;
         }
         memcpy(base, D, sizeof(float) * (size_t)nn);
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++)
-                step[(long)i * n + j] = (float)(0.5 * (Z->data[(long)i * n + j] + Z->data[(long)j * n + i]) / c_lin);
+        for (int i = 0; i < n; i++) {
+            double off = 0.0;
+            for (int j = 0; j < n; j++) {
+                double v = 0.5 * (Z->data[(long)i * n + j] + Z->data[(long)j * n + i]) / c_lin;
+                step[(long)i * n + j] = (float)v;
+                off += j != i ? v : 0.0;
+            }
+            if (o->laplacian) /* D = L(sym A): the diagonal follows the off-diagonal */
+                step[(long)i * n + i] = (float)-off;
+        }
         for (long j = 0; j < nn; j++)
             D[j] = base[j] + (float)alpha * step[j];
     }

@@ -73,6 +73,7 @@ typedef struct fit_osc_options {
     int batch_settings;     /* settings per Adam step (default 2) */
     int ls_iter;            /* LS: iterations per round (default 15) */
     double ridge;           /* LS: ridge, relative to the mean feature power (default 1e-3) */
+    int laplacian;          /* LS: D keeps the structure L(sym A) (default 0: free diagonal) */
     uint64_t seed;          /* order of the mini-batches */
     int verbose;            /* progress lines on stderr */
     volatile sig_atomic_t *stop; /* set asynchronously to stop early; may be NULL */

@@ -503,6 +503,31 @@ static void test_greybox_coupling_ls(void **state)
     assert_true(t1.ratio < 1.3);
     assert_true(t0.ratio > 3.0 * t1.ratio);
     assert_true(m.k.eta == 0.0f && r.rounds_done == 1);
+    surrogate_destroy(&s1);
+    free(D);
+
+    /* with the device coupling's structure kept (--laplacian), rounds of LS
+     * and LM on the constants: D = L(sym A) exactly, eta moves towards 0.1 */
+    m = m0;
+    o.laplacian = 1, o.mask = OSC_K_ALL, o.rounds = 3;
+    rc = fit_osc_greybox(&m, &D, &s, role, &o, &r, err, sizeof(err));
+    if (rc)
+        printf("fit: %s\n", err);
+    assert_int_equal(rc, 0);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double off = 0;
+        for (int j = 0; j < n; j++)
+            off += j != i ? D[i * n + j] : 0.0;
+        worst = fmax(worst, fabs(D[i * n + i] + off));
+    }
+    s1 = surrogate_osc_fitted_new(&m, D);
+    assert_int_equal(fit_evaluate(s1, &s, role, FIT_TEST, &t1, NULL, NULL), 0);
+    printf("  LS, Laplacian structure + constants: held-out ratio %.2f; eta %.4f +- %.4f (truth 0.1); "
+           "worst |diag + off-diagonal sum| %.2g\n", t1.ratio, m.k.eta, r.se.eta, worst);
+    assert_true(worst < 1e-3);
+    assert_true(t1.ratio < 1.3);
+    assert_true(m.k.eta > 0.03);
     surrogate_destroy(&s0);
     surrogate_destroy(&s1);
     free(D), free(raw), free(qn);
