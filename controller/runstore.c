@@ -961,7 +961,7 @@ int runstore_step(runstore *rs, const step_metrics *m)
     sqlite3_bind_double(st, 10, m->compute_seconds);
     sqlite3_bind_int64(st, 11, (sqlite3_int64)m->device_queries);
     sqlite3_bind_text(st, 12, m->skipped ? "skipped" : "ok", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 13, m->attempt);
+    sqlite3_bind_int64(st, 13, m->attempt > 0 ? m->attempt : m->step);
     if (m->skipped) {
         sqlite3_bind_int(st, 14, m->rc);
         sqlite3_bind_text(st, 15, m->error ? m->error : patctl_strerror(m->rc), -1, SQLITE_TRANSIENT);

@@ -105,7 +105,8 @@ void runstore_log(runstore *rs, const char *source, int level, const char *msg);
 /* ---- metrics ---- */
 typedef struct step_metrics {
     long step;              /* 1-based over the whole run; a skipped step: the number it would have had */
-    long attempt;           /* 1-based over the run: applied + skipped steps, this one included */
+    long attempt;           /* 1-based over the run: applied + skipped steps, this one included
+                               (0: = step, right for a run without skipped steps) */
     int epoch;              /* 1-based */
     int batch;
     double lr, loss, accuracy;  /* loss, accuracy: stored NULL for a skipped step */
