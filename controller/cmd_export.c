@@ -2,8 +2,8 @@
  * (numpy.load, no patctl needed) or any CSV reader takes.
  *
  * Tables (one file each; .npy as structured arrays, TEXT as bytes, NULL as
- * NaN / -1 / b''): run, device, param_block, param_view, session, step,
- * epoch, evaluation, query (without its arrays), log, checkpoint (without
+ * NaN / -1 / b''): run, device, param_block, param_view, session, step
+ * (skipped steps too: status b'skipped', loss NaN), epoch, evaluation, query (without its arrays), log, checkpoint (without
  * its arrays).  Arrays: params (the chosen checkpoint's flat vector) and
  * param_<name> per parameter block [rows, cols]; confusion (the last
  * evaluation); per device the journal: journal_<dev>_x [rows, n_in],
@@ -518,7 +518,7 @@ int cmd_export(int argc, char **argv)
         return EXIT_FAIL;
     }
     exporter x = {.db = runstore_db(rs), .dir = out, .csv = csv};
-    static const struct {
+    const struct {
         const char *name, *sql;
     } tables[] = {
         {"run", "SELECT * FROM run"},
@@ -526,7 +526,10 @@ int cmd_export(int argc, char **argv)
         {"param_block", "SELECT * FROM param_block ORDER BY device, block"},
         {"param_view", "SELECT * FROM param_view ORDER BY offset"},
         {"session", "SELECT * FROM session ORDER BY id"},
-        {"step", "SELECT * FROM step ORDER BY step"},
+        /* schema 2: skipped steps have rows too (status 'skipped'), in the
+         * order they happened; schema 1 (read as it is): applied ones only */
+        {"step", runstore_schema_version(rs) >= 2 ? "SELECT * FROM step ORDER BY attempt"
+                                                   : "SELECT * FROM step ORDER BY step"},
         {"epoch", "SELECT * FROM epoch ORDER BY epoch"},
         {"evaluation", "SELECT id, session, t, step, epoch, checkpoint, n, accuracy, seconds, device_queries, classes"
                        " FROM evaluation ORDER BY id"},

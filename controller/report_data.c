@@ -250,23 +250,41 @@ static int load_sessions(rep_run *r, char *err, size_t errlen)
 
 static int load_metrics(rep_run *r, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = prep(r, "SELECT count(*) FROM step", err, errlen);
+    /* schema 2: skipped steps have rows (status 'skipped', loss NULL); they
+     * are counted, and their time goes into the time axis, but they are no
+     * points of the curves.  Schema 1 has only applied steps. */
+    sqlite3_stmt *st = NULL;
+    int v2 = sqlite3_prepare_v2(r->db, "SELECT status, attempt FROM step LIMIT 0", -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    st = prep(r, v2 ? "SELECT count(*), total(status = 'skipped') FROM step" : "SELECT count(*), 0 FROM step",
+              err, errlen);
     if (!st)
         return PATCTL_ERR_FORMAT;
-    long n = sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : 0;
+    long n = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        n = (long)sqlite3_column_int64(st, 0);
+        r->n_skipped = (long)sqlite3_column_int64(st, 1);
+    }
     sqlite3_finalize(st);
     if (n > 0) {
         double **cols[] = {&r->st_step, &r->st_epoch, &r->st_loss, &r->st_acc, &r->st_time, &r->st_queries, &r->st_t};
         for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
             if (!(*cols[i] = malloc(sizeof(double) * (size_t)n)))
                 return PATCTL_ERR_NOMEM;
-        st = prep(r, "SELECT step, epoch, loss, accuracy, device_seconds, compute_seconds, device_queries, t"
-                     " FROM step ORDER BY step", err, errlen);
+        st = prep(r, v2 ? "SELECT step, epoch, loss, accuracy, device_seconds, compute_seconds, device_queries, t,"
+                          " status = 'skipped' FROM step ORDER BY attempt"
+                        : "SELECT step, epoch, loss, accuracy, device_seconds, compute_seconds, device_queries, t,"
+                          " 0 FROM step ORDER BY step", err, errlen);
         if (!st)
             return PATCTL_ERR_FORMAT;
         double cum = 0;
         long k = 0;
         while (k < n && sqlite3_step(st) == SQLITE_ROW) {
+            if (sqlite3_column_int(st, 8)) { /* skipped: its time passed, no point */
+                double ds = dbl_col(st, 4), cs = dbl_col(st, 5);
+                cum += (isfinite(ds) ? ds : 0) + (isfinite(cs) ? cs : 0);
+                continue;
+            }
             r->st_step[k] = sqlite3_column_double(st, 0);
             r->st_epoch[k] = sqlite3_column_double(st, 1);
             r->st_loss[k] = dbl_col(st, 2);

@@ -89,7 +89,8 @@ typedef struct rep_run {
     int n_sessions;
     rep_session *sessions;
     /* metrics */
-    long n_steps;
+    long n_steps;             /* applied steps (the points below) */
+    long n_skipped;           /* skipped steps (device faults; rows with status 'skipped', not drawn) */
     double *st_step, *st_epoch, *st_loss, *st_acc, *st_time, *st_queries, *st_t;  /* [n_steps]; st_time = cumulative training s */
     int n_epochs;
     rep_epoch *epochs;

@@ -140,6 +140,11 @@ int report_training(rep_ctx *c)
              c->n_runs == 1 ? " (dots: every step)" : ", one colour per run");
     if (missing[0])
         fig_note(m, "no curve for %s", missing);
+    for (int i = 0; i < c->n_runs; i++)
+        if (c->runs[i].n_skipped > 0)
+            fig_note(m, "%s%s%ld training step%s skipped after device faults (nothing applied, batch dropped): "
+                     "no points; their time is in the time axis", c->n_runs > 1 ? c->runs[i].dir : "",
+                     c->n_runs > 1 ? ": " : "", c->runs[i].n_skipped, c->runs[i].n_skipped == 1 ? "" : "s");
     FILE *f = fg.f;
     const char *tu;
     double tdiv = gp_time_unit(tmax, &tu);

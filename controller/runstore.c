@@ -19,6 +19,19 @@
 #include "patctl/version.h"
 #include "surrogate/blas.h"
 
+/* The step table (schema 2): one row per training step tried, applied
+ * (status 'ok') or skipped after a device fault (status 'skipped': loss and
+ * accuracy NULL, rc and error the fault).  `step` is the step's number
+ * (a skipped step has the number the step it would have been, the same as
+ * the applied step after it and as its journal rows); `attempt` numbers the
+ * rows in the order they happened (applied + skipped steps of the run so
+ * far; in rows written by schema 1, attempt = step).  Schema 1 had `step`
+ * as its key and no status, attempt, rc, error (migrate_v2 below). */
+#define STEP_COLUMNS                                                                                     \
+    "(step INTEGER NOT NULL, session INTEGER, epoch INTEGER, t REAL, batch INTEGER, lr REAL,"           \
+    " loss REAL, accuracy REAL, device_seconds REAL, compute_seconds REAL, device_queries INTEGER,"     \
+    " status TEXT NOT NULL DEFAULT 'ok', attempt INTEGER PRIMARY KEY, rc INTEGER, error TEXT)"
+
 /* The schema.  Times are seconds since the Unix epoch (REAL); arrays are
  * little-endian BLOBs; "device" columns are device.idx. */
 static const char *const SCHEMA =
@@ -44,9 +57,8 @@ static const char *const SCHEMA =
     " epochs_done INTEGER, device_queries INTEGER, device_samples INTEGER, ramp_steps INTEGER,"
     " clamped INTEGER, rejected INTEGER, faults INTEGER, retries INTEGER, device_seconds REAL,"
     " test_accuracy REAL, devices_safe INTEGER, store_seconds REAL, skipped_steps INTEGER);\n"
-    "CREATE TABLE step("
-    " step INTEGER PRIMARY KEY, session INTEGER, epoch INTEGER, t REAL, batch INTEGER, lr REAL,"
-    " loss REAL, accuracy REAL, device_seconds REAL, compute_seconds REAL, device_queries INTEGER);\n"
+    "CREATE TABLE step" STEP_COLUMNS ";\n"
+    "CREATE INDEX step_step ON step(step);\n"
     "CREATE TABLE epoch("
     " epoch INTEGER PRIMARY KEY, session INTEGER, t REAL, steps INTEGER, loss REAL,"
     " train_accuracy REAL, seconds REAL, device_seconds REAL, compute_seconds REAL,"
@@ -68,7 +80,8 @@ static const char *const SCHEMA =
     " final INTEGER, epoch_end INTEGER, train_seconds REAL, n_params INTEGER, params BLOB,"
     " optimizer TEXT, opt_t INTEGER, opt_m BLOB, opt_v BLOB, rng BLOB, data_order BLOB,"
     " epoch_steps INTEGER, hits INTEGER, seen INTEGER, loss_sum REAL, dev_s REAL, all_s REAL,"
-    " eval_queries INTEGER, eval_samples INTEGER, eval_seconds REAL, skipped INTEGER);\n"
+    " eval_queries INTEGER, eval_samples INTEGER, eval_seconds REAL, skipped INTEGER,"
+    " failed_in_row INTEGER NOT NULL DEFAULT 0);\n"
     "CREATE TABLE checkpoint_device("
     " checkpoint INTEGER, device INTEGER, next_id INTEGER, has_last INTEGER, last_theta BLOB,"
     " queries INTEGER, samples INTEGER, ramp_steps INTEGER, clamped INTEGER, rejected INTEGER,"
@@ -93,6 +106,7 @@ struct runstore {
     int failed;
     char err[512];
     int64_t session;
+    int version;             /* schema version of the store (after migration, if writable) */
     long step;
     char phase[16];
     sqlite3_stmt *ins_query, *ins_setting, *ins_step, *ins_log;
@@ -143,6 +157,7 @@ int runstore_failed(const runstore *rs) { return rs->failed; }
 const char *runstore_error(const runstore *rs) { return rs->err; }
 sqlite3 *runstore_db(runstore *rs) { return rs->db; }
 int64_t runstore_session(const runstore *rs) { return rs->session; }
+int runstore_schema_version(const runstore *rs) { return rs->version; }
 
 static int exec(runstore *rs, const char *sql)
 {
@@ -331,7 +346,8 @@ static int prepare_all(runstore *rs)
         (rc = prepare(rs, &rs->ins_setting, "INSERT INTO setting(device, theta) VALUES(?,?)")) ||
         (rc = prepare(rs, &rs->ins_step,
                       "INSERT OR REPLACE INTO step(step, session, epoch, t, batch, lr, loss, accuracy,"
-                      " device_seconds, compute_seconds, device_queries) VALUES(?,?,?,?,?,?,?,?,?,?,?)")) ||
+                      " device_seconds, compute_seconds, device_queries, status, attempt, rc, error)"
+                      " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")) ||
         (rc = prepare(rs, &rs->ins_log, "INSERT INTO log(session, t, device, level, message) VALUES(?,?,?,?,?)")))
         return rc;
     return 0;
@@ -371,6 +387,7 @@ int runstore_create(runstore **out, const char *dir, char *err, size_t errlen)
         runstore_close(out);
         return rc;
     }
+    rs->version = RUNSTORE_SCHEMA_VERSION;
     return 0;
 }
 
@@ -396,6 +413,51 @@ static int add_missing_columns(runstore *rs)
     return 0;
 }
 
+static int has_column(runstore *rs, const char *table, const char *column)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM %s LIMIT 0", column, table);
+    sqlite3_stmt *st = NULL;
+    int have = sqlite3_prepare_v2(rs->db, sql, -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    return have;
+}
+
+/* Schema 1 -> 2, in place and in one transaction (a store opened for
+ * writing): checkpoint gets failed_in_row (0 in older checkpoints: their
+ * run's count of failed steps in a row is not known), step is rebuilt with
+ * `attempt` as its key (schema 1's key `step` cannot hold a skipped step
+ * beside the applied one of the same number) plus status, rc, error; its
+ * rows keep their values, with status 'ok' and attempt = step. */
+static int migrate_v2(runstore *rs)
+{
+    int rc = exec(rs, "BEGIN IMMEDIATE");
+    if (rc)
+        return rc;
+    if (!(rc = add_missing_columns(rs)) && !has_column(rs, "checkpoint", "failed_in_row"))
+        rc = exec(rs, "ALTER TABLE checkpoint ADD COLUMN failed_in_row INTEGER NOT NULL DEFAULT 0");
+    if (!rc && !has_column(rs, "step", "attempt"))
+        rc = exec(rs, "CREATE TABLE step_v2" STEP_COLUMNS ";"
+                      "INSERT INTO step_v2(step, session, epoch, t, batch, lr, loss, accuracy, device_seconds,"
+                      " compute_seconds, device_queries, status, attempt)"
+                      " SELECT step, session, epoch, t, batch, lr, loss, accuracy, device_seconds,"
+                      " compute_seconds, device_queries, 'ok', step FROM step;"
+                      "DROP TABLE step;"
+                      "ALTER TABLE step_v2 RENAME TO step;"
+                      "CREATE INDEX step_step ON step(step);");
+    if (!rc)
+        rc = exec(rs, "UPDATE run SET schema_version = 2");
+    if (rc) {
+        char keep[sizeof(rs->err)];
+        memcpy(keep, rs->err, sizeof(keep));
+        exec(rs, "ROLLBACK");
+        memcpy(rs->err, keep, sizeof(keep));
+        return rc;
+    }
+    rs->version = 2;
+    return exec(rs, "COMMIT");
+}
+
 int runstore_open(runstore **out, const char *dir, int writable, char *err, size_t errlen)
 {
     char path[1200];
@@ -415,13 +477,20 @@ int runstore_open(runstore **out, const char *dir, int writable, char *err, size
         sqlite3_step(st) == SQLITE_ROW)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (version != RUNSTORE_SCHEMA_VERSION) {
-        snprintf(err, errlen, "%s: not a patctl run store of schema %d (found %d)", path,
-                 RUNSTORE_SCHEMA_VERSION, version);
+    /* schema 1 (before skipped steps had step rows) is read as it is and
+     * migrated when opened for writing; newer schemas are refused */
+    if (version < 1 || version > RUNSTORE_SCHEMA_VERSION) {
+        if (version > RUNSTORE_SCHEMA_VERSION)
+            snprintf(err, errlen, "%s: run store of schema %d, written by a newer patctl (this one reads "
+                     "schemas 1 to %d)", path, version, RUNSTORE_SCHEMA_VERSION);
+        else
+            snprintf(err, errlen, "%s: not a patctl run store (no schema version)", path);
         runstore_close(out);
         return PATCTL_ERR_FORMAT;
     }
-    if (writable && ((rc = exec(rs, "PRAGMA synchronous = NORMAL")) || (rc = add_missing_columns(rs)) ||
+    rs->version = version;
+    if (writable && ((rc = exec(rs, "PRAGMA synchronous = NORMAL")) ||
+                     (version < 2 && (rc = migrate_v2(rs))) ||
                      (rc = prepare_all(rs)) ||
                      (rc = start_checkpointer(rs)))) {
         snprintf(err, errlen, "%s: %s", path, rs->err);
@@ -881,11 +950,25 @@ int runstore_step(runstore *rs, const step_metrics *m)
     sqlite3_bind_double(st, 4, wall_now());
     sqlite3_bind_int(st, 5, m->batch);
     sqlite3_bind_double(st, 6, m->lr);
-    sqlite3_bind_double(st, 7, m->loss);
-    sqlite3_bind_double(st, 8, m->accuracy);
+    if (m->skipped) {
+        sqlite3_bind_null(st, 7);
+        sqlite3_bind_null(st, 8);
+    } else {
+        sqlite3_bind_double(st, 7, m->loss);
+        sqlite3_bind_double(st, 8, m->accuracy);
+    }
     sqlite3_bind_double(st, 9, m->device_seconds);
     sqlite3_bind_double(st, 10, m->compute_seconds);
     sqlite3_bind_int64(st, 11, (sqlite3_int64)m->device_queries);
+    sqlite3_bind_text(st, 12, m->skipped ? "skipped" : "ok", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 13, m->attempt > 0 ? m->attempt : m->step);
+    if (m->skipped) {
+        sqlite3_bind_int(st, 14, m->rc);
+        sqlite3_bind_text(st, 15, m->error ? m->error : patctl_strerror(m->rc), -1, SQLITE_TRANSIENT);
+    } else {
+        sqlite3_bind_null(st, 14);
+        sqlite3_bind_null(st, 15);
+    }
     rc = sqlite3_step(st) == SQLITE_DONE ? 0 : set_err(rs, PATCTL_ERR_IO, "storing step %ld", m->step);
     rs->seconds += mono_now() - t0;
     return rc;
@@ -984,7 +1067,8 @@ int runstore_checkpoint_save(runstore *rs, checkpoint *ck, int keep_mid)
         rc = prepare(rs, &st, "INSERT INTO checkpoint(session, t, step, epoch, pos, final, epoch_end, train_seconds,"
                               " n_params, params, optimizer, opt_t, opt_m, opt_v, rng, data_order, epoch_steps,"
                               " hits, seen, loss_sum, dev_s, all_s, eval_queries, eval_samples, eval_seconds,"
-                              " skipped) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                              " skipped, failed_in_row)"
+                              " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!rc)
         rc = prepare(rs, &sd, "INSERT INTO checkpoint_device VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!rc) {
@@ -1014,6 +1098,7 @@ int runstore_checkpoint_save(runstore *rs, checkpoint *ck, int keep_mid)
         sqlite3_bind_int64(st, 24, (sqlite3_int64)ck->eval_dev.samples);
         sqlite3_bind_double(st, 25, ck->eval_dev.seconds);
         sqlite3_bind_int64(st, 26, ck->skipped);
+        sqlite3_bind_int(st, 27, ck->failed_in_row);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = set_err(rs, PATCTL_ERR_IO, "writing a checkpoint");
         else
@@ -1161,6 +1246,15 @@ int runstore_checkpoint_load(runstore *rs, int64_t id, checkpoint *ck, char *err
             ck->skipped = (long)sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
+    st = NULL;
+    /* schema 2 (a schema-1 store opened read-only has no such column: 0) */
+    if (sqlite3_prepare_v2(rs->db, "SELECT failed_in_row FROM checkpoint WHERE id = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, ck->id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            ck->failed_in_row = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
     if (bad || !ck->params || !ck->opt_m || !ck->opt_v || !ck->rng) {
         snprintf(err, errlen, "checkpoint %lld is damaged or incomplete", (long long)ck->id);
         checkpoint_free(ck);
@@ -1209,13 +1303,16 @@ int runstore_rewind(runstore *rs, const checkpoint *ck)
     int rc = tx(rs);
     if (!rc) {
         /* evaluations of training sessions after the checkpoint are redone;
-         * those of `patctl eval` sessions stay */
+         * those of `patctl eval` sessions stay.  Step rows past it: applied
+         * steps numbered beyond it, and skipped ones beyond its count of
+         * tries (applied + skipped; those before it, numbered step + 1,
+         * stay) */
         snprintf(sql, sizeof(sql),
-                 "DELETE FROM step WHERE step > %ld;"
+                 "DELETE FROM step WHERE (status = 'ok' AND step > %ld) OR attempt > %ld;"
                  "DELETE FROM epoch WHERE epoch > %d;"
                  "DELETE FROM evaluation WHERE session IN (SELECT id FROM session WHERE kind IN ('train','resume'))"
                  " AND (step > %ld OR (step = %ld AND t > (SELECT t FROM checkpoint WHERE id = %lld)));",
-                 ck->step, ck->epoch, ck->step, ck->step, (long long)ck->id);
+                 ck->step, ck->step + ck->skipped, ck->epoch, ck->step, ck->step, (long long)ck->id);
         rc = exec(rs, sql);
     }
     for (int i = 0; i < ck->n_devices && !rc; i++) {

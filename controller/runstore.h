@@ -31,7 +31,10 @@
 #include "devices/device.h"
 
 #define RUNSTORE_FILE "run.sqlite"
-#define RUNSTORE_SCHEMA_VERSION 1
+/* 2: step rows of skipped steps (status, attempt, rc, error), checkpoint
+ * failed_in_row; schema-1 stores are read as they are and migrated in place
+ * when opened for writing. */
+#define RUNSTORE_SCHEMA_VERSION 2
 
 struct model;
 typedef struct runstore runstore;
@@ -66,6 +69,10 @@ char *runstore_config_text(runstore *rs);
 /* ---- sessions (one per process) and the stop record ---- */
 int runstore_session_begin(runstore *rs, const char *kind, const char *argv, int64_t resumed_from);
 int64_t runstore_session(const runstore *rs);
+/* The store's schema version: RUNSTORE_SCHEMA_VERSION, or 1 for an older
+ * store opened read-only (its step table has no status/attempt/rc/error and
+ * no rows for skipped steps; its checkpoints no failed_in_row). */
+int runstore_schema_version(const runstore *rs);
 typedef struct runstore_stop {
     const char *status;     /* "success" | "abort" | "fail" */
     const char *reason;     /* NULL on success */
@@ -97,12 +104,17 @@ void runstore_log(runstore *rs, const char *source, int level, const char *msg);
 
 /* ---- metrics ---- */
 typedef struct step_metrics {
-    long step;              /* 1-based over the whole run */
+    long step;              /* 1-based over the whole run; a skipped step: the number it would have had */
+    long attempt;           /* 1-based over the run: applied + skipped steps, this one included
+                               (0: = step, right for a run without skipped steps) */
     int epoch;              /* 1-based */
     int batch;
-    double lr, loss, accuracy;
+    double lr, loss, accuracy;  /* loss, accuracy: stored NULL for a skipped step */
     double device_seconds, compute_seconds;
     uint64_t device_queries;  /* cumulative over the run */
+    int skipped;            /* 1: failed with a device fault, nothing applied (status 'skipped') */
+    int rc;                 /* skipped: the fault's PATCTL_ERR_* code */
+    const char *error;      /* skipped: the fault's message (NULL: patctl_strerror(rc)) */
 } step_metrics;
 int runstore_step(runstore *rs, const step_metrics *m);
 
@@ -156,6 +168,7 @@ typedef struct checkpoint {
     long epoch_steps, hits, seen;
     double loss_sum, dev_s, all_s;
     long skipped;           /* training steps skipped after device faults so far */
+    int failed_in_row;      /* of them, the last ones in a row (max_failed_steps counts on from it) */
     /* device use of the evaluations so far (to tell training queries apart) */
     device_stats eval_dev;
     int n_devices;
@@ -170,7 +183,8 @@ int runstore_checkpoint_save(runstore *rs, checkpoint *ck, int keep_mid);
 /* Load checkpoint `id` (0 = the newest) into ck (arrays owned by ck). */
 int runstore_checkpoint_load(runstore *rs, int64_t id, checkpoint *ck, char *err, size_t errlen);
 void checkpoint_free(checkpoint *ck);
-/* Before resuming from ck: forget derived rows past it (step, epoch and
+/* Before resuming from ck: forget derived rows past it (step rows with
+ * attempt > step + skipped or applied ones numbered > step, epoch and
  * evaluation rows; they are recomputed) and mark journal rows of earlier
  * sessions that the resumed run will redo as superseded (raw measurements
  * are never deleted). */

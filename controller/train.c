@@ -271,6 +271,7 @@ static int checkpoint_write(trainer *t, int final, int from_snapshot)
     memset(&ck, 0, sizeof(ck));
     ck.step = t->res->steps;
     ck.skipped = t->res->skipped_steps;
+    ck.failed_in_row = t->failed_in_row;
     ck.epoch = t->epoch;
     ck.pos = t->pos;
     ck.final = final;
@@ -392,6 +393,10 @@ static int trainer_restore(trainer *t, const checkpoint *ck)
     t->pos = ck->pos;
     t->res->steps = ck->step;
     t->res->skipped_steps = ck->skipped;
+    /* the failed steps in a row before the checkpoint count on: a run
+     * resumed into a dead device stops after max_failed_steps - k more
+     * (at least one try) */
+    t->failed_in_row = ck->failed_in_row > 0 ? ck->failed_in_row : 0;
     t->res->epochs_done = ck->epoch;
     t->res->resumed = 1;
     t->res->last_checkpoint = ck->id;
@@ -592,9 +597,10 @@ static void note_fault(void *user, const char *msg)
 }
 
 /* The step on B samples at t->pos failed with device fault rc (message in
- * t->err): nothing of it was applied.  Log it, drop the batch; 1 = go on,
- * or the error that stops the run (max_failed_steps in a row). */
-static int skip_step(trainer *t, int B, int rc)
+ * t->err) after t0 (now_seconds) and d0 (device seconds): nothing of it was
+ * applied.  Log it and its step row (status skipped), drop the batch; 1 = go
+ * on, or the error that stops the run (max_failed_steps in a row). */
+static int skip_step(trainer *t, int B, int rc, double t0, double d0)
 {
     char why[300], msg[700];
     snprintf(why, sizeof(why), "%s", t->err[0] ? t->err : patctl_strerror(rc));
@@ -607,8 +613,14 @@ static int skip_step(trainer *t, int B, int rc)
     t->pos += B;
     notify(t, 1, rc);
     if (t->rs) {
+        device_stats ds = model_device_stats(&t->m);
+        double dev_s = ds.seconds - d0, all_s = now_seconds() - t0;
+        step_metrics sm = {.step = t->res->steps + 1, .attempt = t->res->steps + t->res->skipped_steps,
+                           .epoch = t->epoch + 1, .batch = B, .lr = t->opt.lr, .device_seconds = dev_s,
+                           .compute_seconds = all_s - dev_s, .device_queries = ds.queries, .skipped = 1,
+                           .rc = rc, .error = why};
         int src;
-        if ((src = runstore_commit(t->rs)) || (src = runstore_failed(t->rs)))
+        if ((src = runstore_step(t->rs, &sm)) || (src = runstore_commit(t->rs)) || (src = runstore_failed(t->rs)))
             return fail(t, src, "run store: %s", runstore_error(t->rs));
     }
     if (t->failed_in_row >= t->c->max_failed_steps) {
@@ -633,7 +645,7 @@ static int train_step(trainer *t, int B)
     int rc = c->mode == MODE_SPSA ? step_spsa(t, B, &loss, &hits) : step_gradient(t, B, &loss, &hits);
     if (rc) {
         if (c->max_failed_steps > 0 && is_device_fault(&t->m, rc, rej0))
-            return skip_step(t, B, rc);
+            return skip_step(t, B, rc, t0, d0);
         return rc;
     }
     t->failed_in_row = 0;
@@ -644,7 +656,8 @@ static int train_step(trainer *t, int B)
     double dev_s = ds.seconds - d0, all_s = now_seconds() - t0;
     progress_step(&t->pg, loss, hits, B, dev_s, all_s);
     if (t->rs) {
-        step_metrics sm = {.step = t->res->steps, .epoch = t->epoch + 1, .batch = B, .lr = t->opt.lr,
+        step_metrics sm = {.step = t->res->steps, .attempt = t->res->steps + t->res->skipped_steps,
+                           .epoch = t->epoch + 1, .batch = B, .lr = t->opt.lr,
                            .loss = loss, .accuracy = (double)hits / B, .device_seconds = dev_s,
                            .compute_seconds = all_s - dev_s, .device_queries = ds.queries};
         if ((rc = runstore_step(t->rs, &sm)) || (rc = runstore_commit(t->rs)) || (rc = runstore_failed(t->rs)))

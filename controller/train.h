@@ -80,9 +80,11 @@ typedef struct train_options {
  * skipped — parameters, optimiser moments and step counter stay exactly as
  * they were, the batch is dropped (the data position and the RNG streams
  * advance as if it had been used), the fault is logged (run store log
- * table, source "train") and counted in res->skipped_steps.  The
- * max_failed_steps-th failed step in a row stops the run with that error
- * after writing a checkpoint.  An evaluation batch that fails is run again,
+ * table, source "train"; a step row with status 'skipped', the number of
+ * the step it would have been, rc and error) and counted in
+ * res->skipped_steps.  The max_failed_steps-th failed step in a row stops
+ * the run with that error after writing a checkpoint; checkpoints keep the
+ * count of failed steps in a row, so a resumed run counts on from it.  An evaluation batch that fails is run again,
  * up to max_failed_steps tries in all, then the evaluation (and the run)
  * fails; it is never counted from a bad or missing result.  With
  * max_failed_steps = 0 the first device fault stops the run. */

@@ -20,10 +20,13 @@ def check(cond, what):
 
 # tables as structured arrays
 step = np.load(f"{npy}/step.npy")
-rows = db.execute("SELECT step, loss, device_queries FROM step ORDER BY step").fetchall()
+rows = db.execute("SELECT step, loss, device_queries, status FROM step ORDER BY attempt").fetchall()
 check(len(step) == len(rows), "step rows")
 check(np.array_equal(step["step"], [r[0] for r in rows]), "step numbers")
-check(np.array_equal(step["loss"], [r[1] for r in rows]), "step losses")
+# a skipped step's loss is NULL in the store, NaN in the export
+check(np.array_equal(step["loss"], [np.nan if r[1] is None else r[1] for r in rows], equal_nan=True),
+      "step losses")
+check([s.decode() for s in step["status"]] == [r[3] for r in rows], "step status")
 check(np.array_equal(step["device_queries"], [r[2] for r in rows]), "step device queries")
 config = db.execute("SELECT config FROM run").fetchone()[0]
 check(np.load(f"{npy}/run.npy")["config"][0].decode() == config, "run config text")
@@ -44,10 +47,12 @@ for idx, dev, n_in, n_out, n_theta in db.execute("SELECT idx, name, n_in, n_out,
     q = db.execute("SELECT id, batch, x, y FROM query WHERE device = ? AND batch > 0 AND x IS NOT NULL"
                    " ORDER BY id", (idx,)).fetchall()
     x = np.concatenate([np.frombuffer(r[2], "<f4").reshape(r[1], n_in) for r in q])
-    y = np.concatenate([np.frombuffer(r[3], "<f4").reshape(r[1], n_out) for r in q])
+    # a failed query has no y: NaN rows in the export
+    y = np.concatenate([np.frombuffer(r[3], "<f4").reshape(r[1], n_out) if r[3] is not None
+                        else np.full((r[1], n_out), np.nan, "<f4") for r in q])
     ids = np.concatenate([np.full(r[1], r[0]) for r in q])
     check(np.array_equal(np.load(f"{npy}/journal_{dev}_x.npy"), x), f"journal_{dev}_x")
-    check(np.array_equal(np.load(f"{npy}/journal_{dev}_y.npy"), y), f"journal_{dev}_y")
+    check(np.array_equal(np.load(f"{npy}/journal_{dev}_y.npy"), y, equal_nan=True), f"journal_{dev}_y")
     check(np.array_equal(np.load(f"{npy}/journal_{dev}_query.npy"), ids), f"journal_{dev}_query")
     s = db.execute("SELECT id, theta FROM setting WHERE device = ? ORDER BY id", (idx,)).fetchall()
     th = np.stack([np.frombuffer(r[1], "<f4") for r in s])
@@ -65,7 +70,7 @@ n_eval = db.execute("SELECT n FROM evaluation ORDER BY id DESC LIMIT 1").fetchon
 check(conf.shape == (10, 10) and conf.sum() == n_eval, "confusion")
 with open(f"{csvdir}/step.csv") as f:
     rd = csv.DictReader(f)
-    losses = [float(r["loss"]) for r in rd]
+    losses = [float(r["loss"]) if r["loss"] else None for r in rd]  # skipped steps: empty
 check(losses == [r[1] for r in rows], "step.csv losses")
 
 if fails:

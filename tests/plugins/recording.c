@@ -1,7 +1,9 @@
 /* A recording plugin for tests/test_plugin.c: y = W x (n_in -> n_out), with
  * an exact VJP, counting its calls in process-wide counters the test reads
  * through patctl_recording_counts() (dlopen of the same file shares them).
- * Option fail_after=K makes every run() after the K-th fail (a dead device). */
+ * Option fail_after=K makes every run() after the K-th fail (a dead device);
+ * fail_runs=A-B makes the A-th to B-th run() with a batch since open fail
+ * (1-based; A- : from the A-th on). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 static long n_open, n_safe, n_close, n_run;
 static long fail_after = -1;
+static long fail_from = -1, fail_to = -1, n_batch_runs; /* fail_runs; fail_to < 0: forever */
 
 __attribute__((visibility("default"))) void patctl_recording_counts(long *opens, long *safes,
                                                                     long *closes, long *runs)
@@ -23,9 +26,16 @@ static int r_open(void **s, const struct patctl_option *o, int n, struct patctl_
                   char *e, size_t el)
 {
     fail_after = -1;
+    fail_from = fail_to = -1;
+    n_batch_runs = 0;
     for (int i = 0; i < n; i++) {
         if (strcmp(o[i].key, "fail_after") == 0)
             fail_after = atol(o[i].value);
+        else if (strcmp(o[i].key, "fail_runs") == 0) {
+            char *end;
+            fail_from = strtol(o[i].value, &end, 10);
+            fail_to = *end == '-' && end[1] ? atol(end + 1) : -1;
+        }
         else if (strcmp(o[i].key, "seed") != 0) {
             snprintf(e, el, "recording: unknown option '%s'", o[i].key);
             return PATCTL_ERR_ARG;
@@ -49,6 +59,8 @@ static int r_run(void *s, const struct patctl_query *q, float *y)
     (void)s;
     n_run++;
     if (fail_after >= 0 && n_run > fail_after)
+        return PATCTL_ERR_DEVICE;
+    if (q->batch > 0 && ++n_batch_runs >= fail_from && fail_from > 0 && (fail_to < 0 || n_batch_runs <= fail_to))
         return PATCTL_ERR_DEVICE;
     for (int b = 0; b < q->batch; b++)
         for (int j = 0; j < NO; j++) {
