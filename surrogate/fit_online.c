@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_linalg.h>
+
 #include "patctl/error.h"
+#include "surrogate/blas.h"
 
 void fit_online_default_options(fit_online_options *o)
 {
@@ -15,6 +19,10 @@ void fit_online_default_options(fit_online_options *o)
     o->mask = OSC_K_ALL;
     o->coupling = 1;
     o->lr = 1e-3;
+    o->ls = 0;
+    o->ls_every = 25;
+    o->forget = 0.99;
+    o->ridge = 1e-2;
 }
 
 int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t errlen)
@@ -38,8 +46,13 @@ int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t 
         else if (strcmp(t, "lr") == 0) o->lr = v;
         else if (strcmp(t, "coupling") == 0) o->coupling = v != 0;
         else if (strcmp(t, "consts") == 0) o->refit_every = v != 0 ? (o->refit_every ? o->refit_every : 100) : 0;
+        else if (strcmp(t, "ls") == 0) o->ls = v != 0;
+        else if (strcmp(t, "ls_every") == 0 && v >= 1) o->ls_every = (int)v;
+        else if (strcmp(t, "forget") == 0 && v > 0 && v <= 1) o->forget = v;
+        else if (strcmp(t, "ridge") == 0 && v > 0) o->ridge = v;
         else {
-            snprintf(err, errlen, "online option '%s': expected every, window, lr, coupling or consts", t);
+            snprintf(err, errlen, "online option '%s': expected every, window, lr, coupling, consts, ls, "
+                     "ls_every (>= 1), forget (0 < f <= 1) or ridge (> 0)", t);
             return PATCTL_ERR_ARG;
         }
     }
@@ -60,6 +73,11 @@ typedef struct {
     float *w_x, *w_y;       /* [window, cap, N] */
     int *w_B;
     int w_n, w_head;
+    /* ls: normal equations of the recursive least squares */
+    double *G, *H;          /* [N,N] F^T F (lower triangle), F^T T */
+    double *Fd, *Td;        /* [cap,N] */
+    float *F, *T;           /* [cap,N] */
+    long ls_batches;
 } online_impl;
 
 static int ensure(online_impl *o, int B)
@@ -81,6 +99,17 @@ static int ensure(online_impl *o, int B)
     osc_tape_free(o->tape);
     free(o->ylast), free(o->gy), free(o->w_x), free(o->w_y);
     o->tape = t, o->ylast = yl, o->gy = gy, o->w_x = wx, o->w_y = wy;
+    if (o->o.ls) {
+        free(o->Fd), free(o->Td), free(o->F), free(o->T);
+        o->Fd = malloc(sizeof(double) * (size_t)B * (size_t)n);
+        o->Td = malloc(sizeof(double) * (size_t)B * (size_t)n);
+        o->F = malloc(sizeof(float) * (size_t)B * (size_t)n);
+        o->T = malloc(sizeof(float) * (size_t)B * (size_t)n);
+        if (!o->Fd || !o->Td || !o->F || !o->T) {
+            o->cap = 0;
+            return PATCTL_ERR_NOMEM;
+        }
+    }
     o->cap = B;
     o->w_n = o->w_head = 0;
     return 0;
@@ -116,6 +145,7 @@ static void on_destroy(surrogate *s)
         osc_tape_free(o->tape);
         free(o->A), free(o->D), free(o->mA), free(o->vA), free(o->gth);
         free(o->ylast), free(o->gy), free(o->w_theta), free(o->w_x), free(o->w_y), free(o->w_B);
+        free(o->G), free(o->H), free(o->Fd), free(o->Td), free(o->F), free(o->T);
     }
     free(o);
     free(s);
@@ -149,6 +179,21 @@ surrogate *surrogate_osc_online_new(const osc_model *m, const float *D, const fi
     o->w_theta = o->o.refit_every ? malloc(sizeof(float) * (size_t)o->o.window * nt) : NULL;
     if (!o->A || !o->D || !o->mA || !o->vA || !o->gth || !o->w_B || (o->o.refit_every && !o->w_theta))
         goto fail;
+    if (o->o.ls) {
+        /* recursive least squares on D itself, which may have a free diagonal */
+        o->G = calloc(nn, sizeof(double));
+        o->H = calloc(nn, sizeof(double));
+        if (!o->G || !o->H)
+            goto fail;
+        if (D)
+            memcpy(o->D, D, sizeof(float) * nn);
+        o->m.q_noise = o->D;
+        s->ops = &online_ops;
+        s->impl = o;
+        s->n_in = s->n_out = n;
+        s->n_theta = (long)nt;
+        return s;
+    }
     if (D) /* A from D's off-diagonal: L(sym(A)) = D when D has that structure */
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++)
@@ -213,6 +258,68 @@ static int refit(online_impl *o, char *err, size_t errlen)
     return rc == PATCTL_ERR_NUMERIC ? 0 : rc; /* a diverging trial is skipped, not fatal */
 }
 
+/* ls: add the batch of the last forward (tape) with its measurement y_dev
+ * to the normal equations; every ls_every batches, solve for D. */
+static int ls_observe(online_impl *o, const float *y_dev, int B, char *err, size_t errlen)
+{
+    int n = o->m.n, rc;
+    long nn = (long)n * n, len = (long)B * n;
+    double c = (double)o->m.k.out_gain * o->m.t_end * o->m.t_end / 2.0, rho = o->o.forget;
+    if (fabs(c) < 1e-9)
+        return 0;
+    if ((rc = osc_tape_coupling_input(o->tape, o->F)))
+        return rc;
+    /* T = F D + R / c */
+    blas_sgemm(0, 0, B, n, n, 1.0f, o->F, o->D, 0.0f, o->T);
+    for (long i = 0; i < len; i++) {
+        o->Fd[i] = o->F[i];
+        o->Td[i] = o->T[i] + ((double)y_dev[i] - o->ylast[i]) / c;
+    }
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, n, B, 1.0, o->Fd, n, rho, o->G, n);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, B, 1.0, o->Fd, n, o->Td, n, rho, o->H, n);
+    if (++o->ls_batches % o->o.ls_every)
+        return 0;
+    /* (G + lambda I) Dnew = H + lambda D */
+    gsl_matrix *A = gsl_matrix_alloc((size_t)n, (size_t)n), *Bm = gsl_matrix_alloc((size_t)n, (size_t)n);
+    gsl_matrix *X = gsl_matrix_alloc((size_t)n, (size_t)n);
+    if (!A || !Bm || !X) {
+        rc = PATCTL_ERR_NOMEM;
+        goto out;
+    }
+    double mean = 0.0;
+    for (int i = 0; i < n; i++)
+        mean += o->G[(long)i * n + i] / n;
+    double lambda = o->o.ridge * (mean > 0 ? mean : 1.0);
+    memcpy(A->data, o->G, sizeof(double) * (size_t)nn);
+    for (int i = 0; i < n; i++)
+        A->data[(long)i * n + i] += lambda;
+    for (long j = 0; j < nn; j++)
+        Bm->data[j] = o->H[j] + lambda * o->D[j];
+    gsl_error_handler_t *old = gsl_set_error_handler_off();
+    int gs = gsl_linalg_cholesky_decomp1(A);
+    if (!gs)
+        gs = gsl_linalg_cholesky_solve_mat(A, Bm, X);
+    gsl_set_error_handler(old);
+    if (gs) {
+        snprintf(err, errlen, "online surrogate: coupling solve failed (%s); D kept", gsl_strerror(gs));
+        goto out; /* not fatal: keep the current D */
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++) {
+            double v = 0.5 * (X->data[(long)i * n + j] + X->data[(long)j * n + i]);
+            if (!isfinite(v))
+                goto out; /* never install a bad model */
+            X->data[(long)i * n + j] = X->data[(long)j * n + i] = v;
+        }
+    for (long j = 0; j < nn; j++)
+        o->D[j] = (float)X->data[j];
+out:
+    if (A) gsl_matrix_free(A);
+    if (Bm) gsl_matrix_free(Bm);
+    if (X) gsl_matrix_free(X);
+    return rc;
+}
+
 int surrogate_online_observe(surrogate *s, const float *theta, const float *x, const float *y_dev,
                              int B, char *err, size_t errlen)
 {
@@ -239,7 +346,11 @@ int surrogate_online_observe(surrogate *s, const float *theta, const float *x, c
         if (o->w_n < o->o.window)
             o->w_n++;
     }
-    if (o->o.coupling && fabsf(o->m.k.coupling_gain) > 1e-3f) {
+    if (o->o.ls) {
+        int rc = ls_observe(o, y_dev, B, err, errlen);
+        if (rc)
+            return rc;
+    } else if (o->o.coupling && fabsf(o->m.k.coupling_gain) > 1e-3f) {
         float sc = 1.0f / (float)len;
         for (long i = 0; i < len; i++)
             o->gy[i] = (o->ylast[i] - y_dev[i]) * sc;

@@ -8,6 +8,17 @@
  *   - coupling: one Adam step on the coupling correction D = L(sym(A)) on
  *     the batch's residual 1/2 |y_surrogate - y_device|^2 (exact VJP: the
  *     gradient w.r.t. A is gC / coupling_gain, see fit_osc.h);
+ *     or, with `ls`, recursive least squares on the whole correction D (a
+ *     full symmetric matrix, as fitted by --coupling-method ls): every batch
+ *     adds its coupling inputs F [B,N] (osc_tape_coupling_input) and the
+ *     pseudo-targets T = R / c + F D (R the batch's residual, c = a_out
+ *     t_end^2/2: what F D_true would be in the linear response) to the normal
+ *     equations G = rho G + F^T F, H = rho H + F^T T (double; forgetting
+ *     factor rho per batch), and every `ls_every` batches D is replaced by
+ *     the symmetric part of (G + lambda I)^-1 (H + lambda D) — the minimum
+ *     change of D that fits the recent measurements (lambda = ridge x the
+ *     mean of diag G).  So the correction follows the operating point the
+ *     training moves to, from the run's own measurements (no extra queries);
  *   - every `refit_every` steps: the calibration constants are refitted by
  *     trust-region LM (fit_osc_consts) on the last `window` batches.
  * State (A, Adam moments, the window) lives in the surrogate; it is not part
@@ -25,11 +36,16 @@ typedef struct fit_online_options {
     unsigned mask;          /* constants refitted (default OSC_K_ALL) */
     int coupling;           /* Adam step on D every step (default 1) */
     double lr;              /* Adam learning rate for A (default 1e-3) */
+    int ls;                 /* coupling by recursive least squares instead of Adam (default 0) */
+    int ls_every;           /* ls: batches between solves (default 25) */
+    double forget;          /* ls: forgetting factor per batch (default 0.99) */
+    double ridge;           /* ls: pull towards the current D, relative (default 1e-2) */
 } fit_online_options;
 
 void fit_online_default_options(fit_online_options *o);
 
-/* Parse "every=N,window=W,lr=X,coupling=0|1,consts=0|1" into o (keys not
+/* Parse "every=N,window=W,lr=X,coupling=0|1,consts=0|1,ls=0|1,ls_every=N,
+ * forget=X,ridge=X" into o (keys not
  * given keep their value).  0 or PATCTL_ERR_ARG with a message. */
 int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t errlen);
 

@@ -778,13 +778,15 @@ static void test_shg_circuit_recover_constants(void **state)
 /* rms of s's prediction against the device on a fresh batch */
 static double online_rms(device *d, surrogate *s, const float *th, const float *x, int Bq)
 {
-    float yd[32 * 8], ys[32 * 8];
+    int n = d->desc.n_out;
+    float *yd = malloc(sizeof(float) * (size_t)(Bq * n)), *ys = malloc(sizeof(float) * (size_t)(Bq * n));
     assert_int_equal(device_run(d, th, x, Bq, yd), 0);
     assert_int_equal(surrogate_forward(s, d->sent_theta, d->sent_x, Bq, ys), 0);
     double e = 0;
-    for (int i = 0; i < Bq * 8; i++)
+    for (int i = 0; i < Bq * n; i++)
         e += ((double)ys[i] - yd[i]) * ((double)ys[i] - yd[i]);
-    return sqrt(e / (Bq * 8));
+    free(yd), free(ys);
+    return sqrt(e / (Bq * n));
 }
 
 static void test_online_tracks_drift(void **state)
@@ -875,6 +877,59 @@ static void test_online_coupling_learns(void **state)
     surrogate_destroy(&c.s);
 }
 
+/* online, ls=1: the correction by recursive least squares from the run's own
+ * measurements, starting from none; then the setting distribution moves
+ * (larger C) and the prediction stays near the noise */
+static void test_online_ls_learns(void **state)
+{
+    (void)state;
+    enum { NN = 12, BQ = 32 };
+    device *d = open_osc("n=12,eta=0,j_noise=0.3,sigma=0.01", 6);
+    osc_model m = osc_model_nominal(NN);
+    fit_online_options oo;
+    fit_online_default_options(&oo);
+    char err[256] = "";
+    assert_int_equal(fit_online_parse("every=0,ls=1,ls_every=5,forget=0.98,ridge=0.01", &oo, err, sizeof(err)), 0);
+    assert_true(oo.ls && oo.ls_every == 5 && oo.refit_every == 0);
+    assert_int_equal(fit_online_parse("ls_every=0", &oo, err, sizeof(err)), PATCTL_ERR_ARG);
+    assert_int_equal(fit_online_parse("forget=1.5", &oo, err, sizeof(err)), PATCTL_ERR_ARG);
+    surrogate *on = surrogate_osc_online_new(&m, NULL, &oo);
+    assert_non_null(on);
+    float th[NN * NN + NN], x[BQ * NN], y[BQ * NN], ys[BQ * NN];
+    fill(th, NN * NN + NN, 0.5f, 7);
+    fill(x, BQ * NN, 1.2f, 8);
+    double r0 = online_rms(d, on, th, x, BQ), r1 = 0, r2 = 0;
+    for (int step = 0; step < 200; step++) {
+        float scale = step < 100 ? 0.5f : 2.0f; /* the operating point moves at step 100 */
+        fill(th, NN * NN + NN, scale, 1000 + step);
+        fill(x, BQ * NN, 1.2f, 3000 + step);
+        assert_int_equal(device_run(d, th, x, BQ, y), 0);
+        assert_int_equal(surrogate_forward(on, d->sent_theta, d->sent_x, BQ, ys), 0);
+        assert_int_equal(surrogate_online_observe(on, d->sent_theta, d->sent_x, y, BQ, err, sizeof(err)), 0);
+        if (step == 99) {
+            fill(th, NN * NN + NN, 0.5f, 7);
+            fill(x, BQ * NN, 1.2f, 8);
+            r1 = online_rms(d, on, th, x, BQ);
+        }
+    }
+    fill(th, NN * NN + NN, 2.0f, 9);
+    fill(x, BQ * NN, 1.2f, 10);
+    surrogate *nom = surrogate_osc_online_new(&m, NULL, &oo); /* never observes: the nominal model */
+    double rn = online_rms(d, nom, th, x, BQ);
+    r2 = online_rms(d, on, th, x, BQ);
+    const osc_model *lm = surrogate_online_model(on);
+    for (int i = 0; i < NN; i++)
+        for (int j = 0; j < NN; j++)
+            assert_true(lm->q_noise[i * NN + j] == lm->q_noise[j * NN + i]);
+    printf("  online LS coupling: prediction rms %.4f -> %.4f after 100 batches; at the moved operating point "
+           "%.4f (nominal %.4f; noise ~0.01)\n", r0, r1, r2, rn);
+    assert_true(r1 < 0.3 * r0);
+    assert_true(r2 < 0.3 * rn);
+    surrogate_destroy(&on);
+    surrogate_destroy(&nom);
+    device_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -893,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_shg_circuit_recover_constants),
         cmocka_unit_test(test_online_tracks_drift),
         cmocka_unit_test(test_online_coupling_learns),
+        cmocka_unit_test(test_online_ls_learns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
