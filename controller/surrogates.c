@@ -117,7 +117,7 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
         path = spec;
     if (!path || !path[0]) {
         snprintf(err, errlen, "device %s: surrogate '%s': expected nominal or fitted:PATH (a .json "
-                 "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X]:",
+                 "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X,ls=1]:",
                  name, spec);
         return PATCTL_ERR_CONFIG;
     }
