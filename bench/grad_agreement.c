@@ -14,11 +14,16 @@
  *                                  blocks in order (e.g. from patctl export)
  *              [--x-npy FILE]      inputs [rows, n_in] (e.g. a run's journal),
  *                                  taken in batches in order
+ *              [--noisy]           keep the device's input noise (default: sigma=0;
+ *                                  the device's exact VJP then runs along its
+ *                                  noisy trajectory, the surrogate's at x)
  *              [--gy-last K]       cotangent only on the last K outputs (a
  *                                  readout of K class oscillators)
  *   e.g. build/bench_grad oscillators "n=1610,eta=0.1,j_noise=0.2,seed=3880729275" \
  *          nominal fitted:/tmp/fit/greybox.json
- * OPTIONS must reproduce the device (its seed: see the collected meta.json). */
+ * OPTIONS must reproduce the device (its seed: see the collected meta.json).
+ * An online[,denoise=K]:SPEC surrogate is conditioned on the device's
+ * measurement before its backward, as in PAT. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@
 #include "devices/device.h"
 #include "devices/options.h"
 #include "surrogate/fit_npy.h"
+#include "surrogate/fit_online.h"
 
 static void quiet(void *u, const char *dev, int level, const char *msg) { (void)u, (void)dev, (void)level, (void)msg; }
 
@@ -65,7 +71,7 @@ int main(int argc, char **argv)
     int nspec = 0, B = 32, S = 4;
     float lo = 0.0f, hi = 1.0f, tscale = 1.0f;
     const char *theta_files = NULL, *x_file = NULL;
-    int gy_last = 0;
+    int gy_last = 0, noisy = 0;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = atoi(argv[++i]);
         else if (strcmp(argv[i], "--settings") == 0 && i + 1 < argc) S = atoi(argv[++i]);
@@ -73,6 +79,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--theta-npy") == 0 && i + 1 < argc) theta_files = argv[++i];
         else if (strcmp(argv[i], "--x-npy") == 0 && i + 1 < argc) x_file = argv[++i];
         else if (strcmp(argv[i], "--gy-last") == 0 && i + 1 < argc) gy_last = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--noisy") == 0) noisy = 1;
         else if (strcmp(argv[i], "--x") == 0 && i + 1 < argc) {
             if (sscanf(argv[++i], "%f:%f", &lo, &hi) != 2) return 2;
         } else if (nspec < 16) specs[nspec++] = argv[i];
@@ -80,7 +87,7 @@ int main(int argc, char **argv)
     if (B < 1 || S < 1 || !nspec)
         return 2;
     char clean[1024];
-    snprintf(clean, sizeof(clean), "%s,sigma=0", opts);
+    snprintf(clean, sizeof(clean), noisy ? "%s" : "%s,sigma=0", opts);
     struct patctl_option *o = NULL;
     int no = options_parse(clean, &o);
     device *d = NULL;
@@ -173,6 +180,8 @@ int main(int argc, char **argv)
         for (int k = 0; k < nspec; k++) {
             memset(gxs, 0, sizeof(float) * (size_t)B * ni), memset(gts, 0, sizeof(float) * (size_t)nt);
             if (surrogate_forward(sur[k], d->sent_theta, d->sent_x, B, ys) ||
+                (surrogate_is_online(sur[k]) &&
+                 surrogate_online_condition(sur[k], d->sent_theta, d->sent_x, yd, B, ys)) ||
                 surrogate_backward(sur[k], gy, gxs, gts))
                 return 1;
             ct[k] += cosine(gtd, gts, nt) / S;

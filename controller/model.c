@@ -287,6 +287,10 @@ static int physical_forward(layer *L, const float *P, const float *x, int R, flo
                      L->dev->err[0] ? L->dev->err : patctl_strerror(rc));
             return rc;
         }
+        /* an online surrogate with denoise=K moves its tape to the trajectory
+         * the measurement implies (fit_online.h); off: no change */
+        if (!rc && pass == PASS_PAT && surrogate_is_online(L->sur))
+            rc = surrogate_online_condition(L->sur, L->dev->sent_theta, L->dev->sent_x, y, R, L->ysur);
     }
     if (rc)
         snprintf(err, errlen, "surrogate of %s: %s", L->dev->name, patctl_strerror(rc));

@@ -23,6 +23,9 @@ void fit_online_default_options(fit_online_options *o)
     o->ls_every = 25;
     o->forget = 0.99;
     o->ridge = 1e-2;
+    o->denoise = 0;
+    o->noise = 0.02;
+    o->model_err = 0.01;
 }
 
 int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t errlen)
@@ -50,9 +53,12 @@ int fit_online_parse(const char *text, fit_online_options *o, char *err, size_t 
         else if (strcmp(t, "ls_every") == 0 && v >= 1) o->ls_every = (int)v;
         else if (strcmp(t, "forget") == 0 && v > 0 && v <= 1) o->forget = v;
         else if (strcmp(t, "ridge") == 0 && v > 0) o->ridge = v;
+        else if (strcmp(t, "denoise") == 0) o->denoise = (int)v;
+        else if (strcmp(t, "noise") == 0 && v > 0) o->noise = v;
+        else if (strcmp(t, "model_err") == 0 && v > 0) o->model_err = v;
         else {
             snprintf(err, errlen, "online option '%s': expected every, window, lr, coupling, consts, ls, "
-                     "ls_every (>= 1), forget (0 < f <= 1) or ridge (> 0)", t);
+                     "ls_every (>= 1), forget (0 < f <= 1), ridge (> 0), denoise, noise (> 0) or model_err (> 0)", t);
             return PATCTL_ERR_ARG;
         }
     }
@@ -63,6 +69,8 @@ typedef struct {
     osc_model m;            /* current model; m.q_noise = D */
     fit_online_options o;
     float *A, *D, *mA, *vA; /* [N,N] */
+    float *Dx;              /* [N,N] the part of the starting D that L(sym(A)) cannot hold
+                               (e.g. the free diagonal of an LS fit); D = L(sym(A)) + Dx */
     float *gth;             /* [n_theta] backward scratch */
     float *ylast, *gy;      /* [cap,N] */
     osc_tape *tape;
@@ -78,6 +86,8 @@ typedef struct {
     double *Fd, *Td;        /* [cap,N] */
     float *F, *T;           /* [cap,N] */
     long ls_batches;
+    /* denoise */
+    float *nh, *xn, *Jd;    /* [cap,N] noise estimate, x + n / a_in, self-sensitivity */
 } online_impl;
 
 static int ensure(online_impl *o, int B)
@@ -99,6 +109,16 @@ static int ensure(online_impl *o, int B)
     osc_tape_free(o->tape);
     free(o->ylast), free(o->gy), free(o->w_x), free(o->w_y);
     o->tape = t, o->ylast = yl, o->gy = gy, o->w_x = wx, o->w_y = wy;
+    if (o->o.denoise) {
+        free(o->nh), free(o->xn), free(o->Jd);
+        o->nh = malloc(sizeof(float) * (size_t)B * (size_t)n);
+        o->xn = malloc(sizeof(float) * (size_t)B * (size_t)n);
+        o->Jd = malloc(sizeof(float) * (size_t)B * (size_t)n);
+        if (!o->nh || !o->xn || !o->Jd) {
+            o->cap = 0;
+            return PATCTL_ERR_NOMEM;
+        }
+    }
     if (o->o.ls) {
         free(o->Fd), free(o->Td), free(o->F), free(o->T);
         o->Fd = malloc(sizeof(double) * (size_t)B * (size_t)n);
@@ -143,9 +163,10 @@ static void on_destroy(surrogate *s)
     online_impl *o = s->impl;
     if (o) {
         osc_tape_free(o->tape);
-        free(o->A), free(o->D), free(o->mA), free(o->vA), free(o->gth);
+        free(o->A), free(o->D), free(o->Dx), free(o->mA), free(o->vA), free(o->gth);
         free(o->ylast), free(o->gy), free(o->w_theta), free(o->w_x), free(o->w_y), free(o->w_B);
         free(o->G), free(o->H), free(o->Fd), free(o->Td), free(o->F), free(o->T);
+        free(o->nh), free(o->xn), free(o->Jd);
     }
     free(o);
     free(s);
@@ -199,6 +220,13 @@ surrogate *surrogate_osc_online_new(const osc_model *m, const float *D, const fi
             for (int j = 0; j < n; j++)
                 o->A[(long)i * n + j] = i == j ? 0.0f : 0.5f * (D[(long)i * n + j] + D[(long)j * n + i]);
     osc_laplacian_sym(o->D, o->A, n);
+    if (D) {
+        if (!(o->Dx = malloc(sizeof(float) * nn)))
+            goto fail;
+        for (size_t j = 0; j < nn; j++)
+            o->Dx[j] = D[j] - o->D[j];
+        memcpy(o->D, D, sizeof(float) * nn);
+    }
     o->m.q_noise = o->D;
     s->ops = &online_ops;
     s->impl = o;
@@ -256,6 +284,40 @@ static int refit(online_impl *o, char *err, size_t errlen)
         o->m.k = trial.k; /* keep the old constants if the refit failed */
     fit_set_free(&d);
     return rc == PATCTL_ERR_NUMERIC ? 0 : rc; /* a diverging trial is skipped, not fatal */
+}
+
+int surrogate_online_condition(surrogate *s, const float *theta, const float *x, const float *y_dev, int B,
+                               float *y)
+{
+    if (!surrogate_is_online(s))
+        return PATCTL_ERR_ARG;
+    online_impl *o = s->impl;
+    if (!o->o.denoise)
+        return 0;
+    int n = o->m.n, rc;
+    long nn = (long)n * n, len = (long)B * n;
+    if (B != o->B_last || B > o->cap || fabsf(o->m.k.in_gain) < 1e-6f)
+        return PATCTL_ERR_STATE;
+    for (long i = 0; i < len; i++)
+        if (!isfinite(y_dev[i]))
+            return 0; /* nothing to learn from: keep the noiseless trajectory */
+    float lam = (float)(o->o.model_err * o->o.model_err / (o->o.noise * o->o.noise));
+    float ia = 1.0f / o->m.k.in_gain;
+    memset(o->nh, 0, sizeof(float) * (size_t)len);
+    for (int it = 0; it < o->o.denoise; it++) {
+        if ((rc = osc_tape_self_sensitivity(&o->m, o->tape, o->Jd)))
+            return rc;
+        for (long i = 0; i < len; i++) {
+            float J = o->Jd[i], r = y_dev[i] - o->ylast[i];
+            o->nh[i] += 0.5f * (J * r - lam * o->nh[i]) / (J * J + lam);
+            o->xn[i] = x[i] + o->nh[i] * ia;
+        }
+        if ((rc = osc_forward(&o->m, theta, theta + nn, o->xn, NULL, B, o->ylast, o->tape)))
+            return rc;
+    }
+    if (y)
+        memcpy(y, o->ylast, sizeof(float) * (size_t)len);
+    return 0;
 }
 
 /* ls: add the batch of the last forward (tape) with its measurement y_dev
@@ -371,6 +433,9 @@ int surrogate_online_observe(surrogate *s, const float *theta, const float *x, c
         for (int i = 0; i < n; i++)
             o->A[(long)i * n + i] = 0.0f;
         osc_laplacian_sym(o->D, o->A, n);
+        if (o->Dx)
+            for (long j = 0; j < nn; j++)
+                o->D[j] += o->Dx[j];
     }
     if (o->o.refit_every && o->steps % o->o.refit_every == 0)
         return refit(o, err, errlen);

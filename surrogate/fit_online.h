@@ -40,6 +40,9 @@ typedef struct fit_online_options {
     int ls_every;           /* ls: batches between solves (default 25) */
     double forget;          /* ls: forgetting factor per batch (default 0.99) */
     double ridge;           /* ls: pull towards the current D, relative (default 1e-2) */
+    int denoise;            /* iterations of input-noise inference before the backward (0 = off) */
+    double noise;           /* denoise: the device's input noise std, rad (default 0.02) */
+    double model_err;       /* denoise: the model's output error std, rad (default 0.01) */
 } fit_online_options;
 
 void fit_online_default_options(fit_online_options *o);
@@ -61,6 +64,19 @@ int surrogate_is_online(surrogate *s);
  * 0 or PATCTL_ERR_* (message in err). */
 int surrogate_online_observe(surrogate *s, const float *theta, const float *x, const float *y_dev,
                              int B, char *err, size_t errlen);
+
+/* Input-noise inference (option denoise=K): after the device measured
+ * y_dev [B,N] for the batch of the surrogate's last forward (theta, x: what
+ * was sent), estimate the input noise n the device's trajectory carried —
+ * the MAP estimate under n ~ N(0, noise^2) and a model error model_err,
+ * by K Gauss-Newton steps on the self-sensitivity
+ * (osc_tape_self_sensitivity) — and re-run the forward at q(0) + n, so that
+ * the backward follows the device's estimated trajectory instead of the
+ * noiseless one (in an unstable regime the two differ by far more than the
+ * noise).  y [B,N] receives the surrogate's output there.  0 (also when
+ * denoise is off: then nothing changes) or PATCTL_ERR_*. */
+int surrogate_online_condition(surrogate *s, const float *theta, const float *x, const float *y_dev, int B,
+                               float *y);
 
 /* The current model (constants; q_noise = the current D), or NULL. */
 const osc_model *surrogate_online_model(surrogate *s);

@@ -427,6 +427,34 @@ int osc_tape_coupling_input(const osc_tape *t, float *F)
     return PATCTL_OK;
 }
 
+int osc_tape_self_sensitivity(const osc_model *m, const osc_tape *t, float *J)
+{
+    if (!t || t->B <= 0 || t->n != m->n || t->steps != m->steps)
+        return PATCTL_ERR_ARG;
+    int n = t->n;
+    long row = (long)t->cap * n;
+    float h = m->t_end / (float)m->steps, w = 1.0f + m->k.eta;
+    for (int b = 0; b < t->B; b++)
+        for (int i = 0; i < n; i++) {
+            long o = (long)b * n + i;
+            float mii = w * t->M[(long)i * n + i];
+            float dq = 1.0f, dp = 0.0f;
+            for (int s = 0; s < m->steps; s++) {
+                const float *Q = t->Qs + (long)(4 * s) * row + o;
+                float c1 = mii * cosf(w * Q[0]), c2 = mii * cosf(w * Q[row]);
+                float c3 = mii * cosf(w * Q[2 * row]), c4 = mii * cosf(w * Q[3 * row]);
+                float a1 = c1 * dq;
+                float p2 = dp + 0.5f * h * a1, a2 = c2 * (dq + 0.5f * h * dp);
+                float p3 = dp + 0.5f * h * a2, a3 = c3 * (dq + 0.5f * h * p2);
+                float p4 = dp + h * a3, a4 = c4 * (dq + h * p3);
+                dq += h / 6.0f * (dp + 2.0f * p2 + 2.0f * p3 + p4);
+                dp += h / 6.0f * (a1 + 2.0f * a2 + 2.0f * a3 + a4);
+            }
+            J[o] = m->k.out_gain * dq;
+        }
+    return PATCTL_OK;
+}
+
 enum { MAX_PARTS = 64 };
 
 /* One backward region: stage k (3..0) of step s, or (k = 4) the output map

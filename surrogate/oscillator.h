@@ -84,6 +84,14 @@ int osc_forward(const osc_model *m, const float *C, const float *e,
  * Returns 0, or PATCTL_ERR_ARG when the tape holds no forward. */
 int osc_tape_coupling_input(const osc_tape *t, float *F);
 
+/* The self-sensitivity of the last osc_forward in tape: J [B,N] =
+ * d y_i / d q_i(0) along the recorded trajectory, with the coupling between
+ * oscillators neglected (only M_ii acts on the tangent; RK4 on the
+ * variational equation with the recorded stage states).  For estimating the
+ * input noise a device's measurement implies (fit_online.c).  0 or
+ * PATCTL_ERR_ARG (no forward recorded, or m does not match the tape). */
+int osc_tape_self_sensitivity(const osc_model *m, const osc_tape *t, float *J);
+
 /* Gradient of the calibration constants, same layout as osc_consts. */
 typedef struct osc_consts osc_consts_grad;
 

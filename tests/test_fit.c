@@ -449,6 +449,46 @@ static void test_coupling_input_linearises(void **state)
     osc_tape_free(t);
 }
 
+/* osc_tape_self_sensitivity against central differences of y_i in x_i:
+ * exact without coupling, close with a weak one */
+static void test_self_sensitivity(void **state)
+{
+    (void)state;
+    float qn[N * N], C[N * N], e[N], x[B * N], J[B * N], y[B * N], yp[B * N], ym[B * N], xp[B * N];
+    for (int pass = 0; pass < 2; pass++) {
+        osc_model m = gap_model(qn);
+        fill(C, N * N, pass ? 0.05f : 0.0f, 21);
+        fill(e, N, 0.2f, 22);
+        fill(x, B * N, 1.5f, 23);
+        float qd[N * N];
+        memset(qd, 0, sizeof(qd));
+        for (int i = 0; i < N; i++) /* strong self terms of both signs */
+            qd[i * N + i] = (i % 2 ? 6.0f : -4.0f) + (pass ? qn[i * N + i] * 0.1f : 0.0f);
+        m.q_noise = qd;
+        m.k.coupling_gain = 1.0f;
+        osc_tape *t = osc_tape_alloc(N, B, m.steps);
+        assert_int_equal(osc_forward(&m, C, e, x, NULL, B, y, t), 0);
+        assert_int_equal(osc_tape_self_sensitivity(&m, t, J), 0);
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            const float eps = 1e-2f;
+            memcpy(xp, x, sizeof(xp));
+            for (int b = 0; b < B; b++) xp[b * N + i] += eps;
+            osc_forward(&m, C, e, xp, NULL, B, yp, NULL);
+            for (int b = 0; b < B; b++) xp[b * N + i] -= 2 * eps;
+            osc_forward(&m, C, e, xp, NULL, B, ym, NULL);
+            for (int b = 0; b < B; b++) {
+                double fd = ((double)yp[b * N + i] - ym[b * N + i]) / (2 * eps) / m.k.in_gain;
+                worst = fmax(worst, fabs(fd - J[b * N + i]) / fmax(1.0, fabs(fd)));
+            }
+        }
+        printf("  self-sensitivity vs central differences (%s coupling): worst relative error %.2g\n",
+               pass ? "weak" : "no", worst);
+        assert_true(worst < (pass ? 0.05 : 2e-3));
+        osc_tape_free(t);
+    }
+}
+
 /* The LS coupling method (for large devices), from the nominal model with
  * the constants fixed (--fix-consts): the device's eta = 0.1 is outside
  * what D can express exactly, but the free diagonal of D absorbs most of
@@ -930,6 +970,66 @@ static void test_online_ls_learns(void **state)
     device_close(&d);
 }
 
+/* online, denoise=K: in an unstable setting the device's trajectory (with
+ * its input noise) and the noiseless one differ; inferring the noise from
+ * the measurement brings the surrogate's gradient (model = the truth, so
+ * only the noise differs) closer to the device's exact one */
+static double cosd(const float *a, const float *b, long n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (long i = 0; i < n; i++)
+        ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return ab / sqrt(aa * bb);
+}
+
+static void test_online_denoise(void **state)
+{
+    (void)state;
+    enum { NN = 16, BQ = 32 };
+    device *d = open_osc("n=16,eta=0,j_noise=0,sigma=0.05", 3);
+    osc_model m = osc_model_nominal(NN);
+    fit_online_options oo;
+    fit_online_default_options(&oo);
+    char err[256] = "";
+    assert_int_equal(fit_online_parse("every=0,coupling=0,denoise=8,noise=0.05,model_err=0.01", &oo, err,
+                                      sizeof(err)), 0);
+    surrogate *dn = surrogate_osc_online_new(&m, NULL, &oo);
+    oo.denoise = 0;
+    surrogate *plain = surrogate_osc_online_new(&m, NULL, &oo);
+    static float th[NN * NN + NN], x[BQ * NN], y[BQ * NN], ys[BQ * NN], gy[BQ * NN];
+    static float gxd[BQ * NN], gxs[BQ * NN], gtd[NN * NN + NN], gts[NN * NN + NN];
+    /* C = -0.5 off the diagonal: L(sym C) has +7.5 on it, M_ii = 6.5: unstable */
+    for (int i = 0; i < NN * NN; i++)
+        th[i] = -0.5f;
+    fill(th + NN * NN, NN, 0.1f, 5);
+    fill(x, BQ * NN, 0.3f, 6);
+    fill(gy, BQ * NN, 1.0f, 7);
+    assert_int_equal(device_run(d, th, x, BQ, y), 0);
+    memset(gxd, 0, sizeof(gxd)), memset(gtd, 0, sizeof(gtd));
+    assert_int_equal(device_vjp(d, gy, gxd, gtd), 0);
+    double cx[2], ct[2], rms[2];
+    for (int k = 0; k < 2; k++) {
+        surrogate *s = k ? dn : plain;
+        assert_int_equal(surrogate_forward(s, d->sent_theta, d->sent_x, BQ, ys), 0);
+        assert_int_equal(surrogate_online_condition(s, d->sent_theta, d->sent_x, y, BQ, ys), 0);
+        memset(gxs, 0, sizeof(gxs)), memset(gts, 0, sizeof(gts));
+        assert_int_equal(surrogate_backward(s, gy, gxs, gts), 0);
+        cx[k] = cosd(gxd, gxs, BQ * NN), ct[k] = cosd(gtd, gts, NN * NN + NN);
+        double e = 0;
+        for (int i = 0; i < BQ * NN; i++)
+            e += ((double)ys[i] - y[i]) * ((double)ys[i] - y[i]);
+        rms[k] = sqrt(e / (BQ * NN));
+    }
+    printf("  denoise: residual rms %.4f -> %.4f; cos(gradient, exact) inputs %.3f -> %.3f, parameters %.3f -> %.3f\n",
+           rms[0], rms[1], cx[0], cx[1], ct[0], ct[1]);
+    assert_true(rms[1] < 0.5 * rms[0]);
+    assert_true(cx[1] > cx[0] && ct[1] > ct[0]);
+    assert_true(ct[1] > 0.9);
+    surrogate_destroy(&dn);
+    surrogate_destroy(&plain);
+    device_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -940,6 +1040,7 @@ int main(void)
         cmocka_unit_test(test_greybox_se_coverage),
         cmocka_unit_test(test_greybox_coupling_correction),
         cmocka_unit_test(test_coupling_input_linearises),
+        cmocka_unit_test(test_self_sensitivity),
         cmocka_unit_test(test_greybox_coupling_ls),
         cmocka_unit_test(test_fitted_surrogate_grad),
         cmocka_unit_test(test_mlp_grad),
@@ -949,6 +1050,7 @@ int main(void)
         cmocka_unit_test(test_online_tracks_drift),
         cmocka_unit_test(test_online_coupling_learns),
         cmocka_unit_test(test_online_ls_learns),
+        cmocka_unit_test(test_online_denoise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
