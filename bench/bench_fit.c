@@ -104,6 +104,23 @@ int main(int argc, char **argv)
              (long)n * (n - 1) / 2 + OSC_N_CONSTS);
     row("greybox: constants + coupling (GN)", t_g, ref, &m, note);
 
+    osc_model ml = nom;
+    float *Dl = NULL;
+    fo.method = FIT_COUPLING_LS, fo.mask = 0, fo.rounds = 1;
+    t0 = now_s();
+    rc = fit_osc_greybox(&ml, &Dl, &s, role, &fo, &r, err, sizeof(err));
+    double t_l = now_s() - t0;
+    if (rc) {
+        fprintf(stderr, "bench_fit: greybox ls: %s\n", err);
+        return 1;
+    }
+    surrogate *sl = surrogate_osc_fitted_new(&ml, Dl);
+    fit_evaluate(sl, &s, role, FIT_TEST, &m, NULL, NULL);
+    snprintf(note, sizeof(note), "LS %d iterations, %ld parameters, constants fixed", r.epochs_done, (long)n * n);
+    row("greybox: coupling (iterated LS)", t_l, ref, &m, note);
+    surrogate_destroy(&sl);
+    free(Dl);
+
     mlp_train_options mo;
     mlp_default_train_options(&mo);
     mo.max_epochs = epochs;
