@@ -200,20 +200,11 @@ surrogate *surrogate_osc_online_new(const osc_model *m, const float *D, const fi
     o->w_theta = o->o.refit_every ? malloc(sizeof(float) * (size_t)o->o.window * nt) : NULL;
     if (!o->A || !o->D || !o->mA || !o->vA || !o->gth || !o->w_B || (o->o.refit_every && !o->w_theta))
         goto fail;
-    if (o->o.ls) {
-        /* recursive least squares on D itself, which may have a free diagonal */
+    if (o->o.ls) { /* the normal equations of the recursive least squares on D */
         o->G = calloc(nn, sizeof(double));
         o->H = calloc(nn, sizeof(double));
         if (!o->G || !o->H)
             goto fail;
-        if (D)
-            memcpy(o->D, D, sizeof(float) * nn);
-        o->m.q_noise = o->D;
-        s->ops = &online_ops;
-        s->impl = o;
-        s->n_in = s->n_out = n;
-        s->n_theta = (long)nt;
-        return s;
     }
     if (D) /* A from D's off-diagonal: L(sym(A)) = D when D has that structure */
         for (int i = 0; i < n; i++)
