@@ -93,6 +93,30 @@ static int residuals(ls_ctx *c, int which, double *G, double *rhs, double *sse, 
 
 static double rms(double sse, long cnt) { return cnt ? sqrt(sse / (double)cnt) : -1.0; }
 
+double fit_ridge(double *G, int n, double rel)
+{
+    double mean = 0.0;
+    for (int i = 0; i < n; i++)
+        mean += G[(long)i * n + i] / n;
+    double lambda = rel * (mean > 0 ? mean : 1.0);
+    for (int i = 0; i < n; i++)
+        G[(long)i * n + i] += lambda;
+    return lambda;
+}
+
+int fit_cholesky_solve(double *G, const double *B, double *X, int n)
+{
+    gsl_matrix_view g = gsl_matrix_view_array(G, (size_t)n, (size_t)n);
+    gsl_matrix_const_view b = gsl_matrix_const_view_array(B, (size_t)n, (size_t)n);
+    gsl_matrix_view x = gsl_matrix_view_array(X, (size_t)n, (size_t)n);
+    gsl_error_handler_t *old = gsl_set_error_handler_off();
+    int gs = gsl_linalg_cholesky_decomp1(&g.matrix);
+    if (!gs)
+        gs = gsl_linalg_cholesky_solve_mat(&g.matrix, &b.matrix, &x.matrix);
+    gsl_set_error_handler(old);
+    return gs;
+}
+
 int fit_osc_coupling_ls(osc_model *m, float *D, const fit_set *d, const uint8_t *role,
                         const fit_osc_options *o, fit_osc_result *r, char *err, size_t errlen)
 {
@@ -183,24 +207,10 @@ int fit_osc_coupling_ls(osc_model *m, float *D, const fit_set *d, const uint8_t 
         if (worse_val >= 2 || (prev < INFINITY && prev - tr < 1e-3 * prev))
             break;
         prev = tr, halvings = 0, alpha = alpha < 0.5 ? 2 * alpha : 1.0;
-        /* G + ridge = L L^T (GSL Cholesky) */
-        double mean_diag = 0.0;
-        for (int i = 0; i < n; i++)
-            mean_diag += G->data[(size_t)i * G->tda + (size_t)i] / n;
-        double lambda = (o->ridge > 0 ? o->ridge : 1e-3) * mean_diag;
-        for (int i = 0; i < n; i++)
-            G->data[(size_t)i * G->tda + (size_t)i] += lambda;
-        gsl_error_handler_t *old = gsl_set_error_handler_off();
-        gs = gsl_linalg_cholesky_decomp1(G);
-        gsl_set_error_handler(old);
-        if (gs) {
-            snprintf(err, errlen, "coupling fit: input matrix not positive definite (%s)", gsl_strerror(gs));
-            rc = PATCTL_ERR_NUMERIC;
-            goto out;
-        }
-        /* Z = G^-1 S^T R; dD = Z / c (the acceleration is a = e + s M:
-         * column i of D couples into oscillator i) */
-        if ((gs = gsl_linalg_cholesky_solve_mat(G, rhs, Z))) {
+        /* Z = (G + lambda I)^-1 S^T R; dD = Z / c (the acceleration is
+         * a = e + s M: column i of D couples into oscillator i) */
+        fit_ridge(G->data, n, o->ridge > 0 ? o->ridge : 1e-3);
+        if ((gs = fit_cholesky_solve(G->data, rhs->data, Z->data, n))) {
             snprintf(err, errlen, "coupling fit: solve failed (%s)", gsl_strerror(gs));
             rc = PATCTL_ERR_NUMERIC;
             goto out;

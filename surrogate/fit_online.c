@@ -339,20 +339,11 @@ static int ls_observe(online_impl *o, const float *y_dev, int B, char *err, size
         rc = PATCTL_ERR_NOMEM;
         goto out;
     }
-    double mean = 0.0;
-    for (int i = 0; i < n; i++)
-        mean += o->G[(long)i * n + i] / n;
-    double lambda = o->o.ridge * (mean > 0 ? mean : 1.0);
     memcpy(A->data, o->G, sizeof(double) * (size_t)nn);
-    for (int i = 0; i < n; i++)
-        A->data[(long)i * n + i] += lambda;
+    double lambda = fit_ridge(A->data, n, o->o.ridge);
     for (long j = 0; j < nn; j++)
         Bm->data[j] = o->H[j] + lambda * o->D[j];
-    gsl_error_handler_t *old = gsl_set_error_handler_off();
-    int gs = gsl_linalg_cholesky_decomp1(A);
-    if (!gs)
-        gs = gsl_linalg_cholesky_solve_mat(A, Bm, X);
-    gsl_set_error_handler(old);
+    int gs = fit_cholesky_solve(A->data, Bm->data, X->data, n);
     if (gs) {
         snprintf(err, errlen, "online surrogate: coupling solve failed (%s); D kept", gsl_strerror(gs));
         goto out; /* not fatal: keep the current D */

@@ -114,6 +114,13 @@ int fit_osc_coupling(osc_model *m, float *A, float *D, const fit_set *d, const u
 int fit_osc_coupling_ls(osc_model *m, float *D, const fit_set *d, const uint8_t *role,
                         const fit_osc_options *o, fit_osc_result *r, char *err, size_t errlen);
 
+/* The ridge of the LS fits: G [n,n] += lambda I, lambda = rel x the mean of
+ * diag G (x 1 if that is 0); returns lambda. */
+double fit_ridge(double *G, int n, double rel);
+/* X [n,n] = G^-1 B by GSL's Cholesky (lower triangle of G used; G is
+ * overwritten by the factor).  0 or the GSL status. */
+int fit_cholesky_solve(double *G, const double *B, double *X, int n);
+
 /* Fit the constants selected by o->mask and A jointly by trust-region
  * Gauss-Newton (gsl_multilarge_nlinear, Steihaug-Toint CG), starting from
  * m->k and A; D = L(sym(A)) out, m->q_noise must point to D.  Training

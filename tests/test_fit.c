@@ -353,6 +353,18 @@ static void test_greybox_se_coverage(void **state)
 
 /* truth outside the constants' family: coupling noise; the correction
  * D = L(sym(A)) is fitted and approaches the hidden Q_noise */
+/* the oscillator driver's hidden coupling Qn [n,n] for its seed, rebuilt as
+ * the driver does */
+static void hidden_coupling(uint64_t seed, int n, double jn, float *qn)
+{
+    float *raw = malloc(sizeof(float) * (size_t)(n * n));
+    gsl_rng *g = sim_rng(seed, 0, 1);
+    sim_gaussian_fill(g, raw, n * n, jn);
+    gsl_rng_free(g);
+    osc_laplacian_sym(qn, raw, n);
+    free(raw);
+}
+
 static void test_greybox_coupling_correction(void **state)
 {
     (void)state;
@@ -366,12 +378,8 @@ static void test_greybox_coupling_correction(void **state)
     fit_set s;
     collect_from(d, 100, 30, -1.5, 1.5, 2.0, DESIGN_LHS, 5, &s);
     uint8_t *role = fit_split(&s, 0.15, 0.15, 1);
-    /* hidden truth, rebuilt as the driver does */
-    float raw[64], qn[64];
-    gsl_rng *g = sim_rng(seed, 0, 1);
-    sim_gaussian_fill(g, raw, n * n, jn);
-    gsl_rng_free(g);
-    osc_laplacian_sym(qn, raw, n);
+    float qn[64];
+    hidden_coupling(seed, n, jn, qn);
 
     osc_model m0 = osc_model_nominal(n), m = m0;
     fit_osc_options o;
@@ -506,11 +514,8 @@ static void test_greybox_coupling_ls(void **state)
     fit_set s;
     collect_from(d, 120, 40, -0.5, 1.5, 1.0, DESIGN_LHS, 6, &s);
     uint8_t *role = fit_split(&s, 0.15, 0.15, 2);
-    float *raw = malloc(sizeof(float) * n * n), *qn = malloc(sizeof(float) * n * n);
-    gsl_rng *g = sim_rng(seed, 0, 1);
-    sim_gaussian_fill(g, raw, n * n, jn);
-    gsl_rng_free(g);
-    osc_laplacian_sym(qn, raw, n);
+    float *qn = malloc(sizeof(float) * n * n);
+    hidden_coupling(seed, n, jn, qn);
 
     osc_model m0 = osc_model_nominal(n), m = m0;
     fit_osc_options o;
@@ -570,7 +575,7 @@ static void test_greybox_coupling_ls(void **state)
     assert_true(m.k.eta > 0.03);
     surrogate_destroy(&s0);
     surrogate_destroy(&s1);
-    free(D), free(raw), free(qn);
+    free(D), free(qn);
     free(role);
     fit_set_free(&s);
     device_close(&d);
