@@ -20,6 +20,9 @@
  *   peak      -> "peak GFLOPS"        best 1024^3 sgemm of 10 (this process's
  *                                     OpenBLAS threads)
  *   info      -> "info key=value ..." flop counts and configuration
+ *   blas K    -> "blas CPU_MS CALLS WALL_MS" per step over K steps: CPU time
+ *                                     inside OpenBLAS (all threads), calls,
+ *                                     and the steps' wall time
  *   quit
  * Without --serve it runs --steps steps and prints the median. */
 #define _GNU_SOURCE
@@ -251,6 +254,28 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* K steps with the OpenBLAS clock on: per step, the CPU time inside
+ * OpenBLAS summed over threads, the calls, the wall time. */
+typedef struct {
+    double cpu_ms, calls, wall_ms;
+} blas_share;
+
+static int blas_time(bench *b, int k, blas_share *out, char *err, size_t errlen)
+{
+    double loss;
+    int rc = 0;
+    blas_clock_start();
+    double t0 = now_s();
+    for (int s = 0; s < k && !rc; s++)
+        rc = bench_step(b, &loss, err, errlen);
+    double wall = now_s() - t0;
+    blas_clock_stop();
+    out->cpu_ms = 1e3 * blas_clock_seconds() / k;
+    out->calls = (double)blas_clock_calls() / k;
+    out->wall_ms = 1e3 * wall / k;
+    return rc;
+}
+
 /* Per-phase times of the physical layers at the current parameters:
  * device run, surrogate forward, surrogate VJP (median of reps). */
 static void profile(bench *b, int reps)
@@ -296,6 +321,15 @@ static void profile(bench *b, int reps)
     }
     qsort(t, (size_t)reps, sizeof(double), cmp_double);
     printf("optimiser + projection: %.2f ms\n", 1e3 * t[reps / 2]);
+
+    blas_share sh;
+    if (!blas_time(b, reps, &sh, err, sizeof(err))) {
+        int nt = team_threads();
+        printf("OpenBLAS calls: %.1f ms of CPU per step (%.0f calls, all threads), i.e. at least "
+               "%.1f ms of the step's %.1f ms wall on %d threads (%.0f %%)\n",
+               sh.cpu_ms, sh.calls, sh.cpu_ms / nt, sh.wall_ms, nt,
+               100.0 * sh.cpu_ms / nt / sh.wall_ms);
+    }
 }
 
 static void info(const bench *b, const char *arch)
@@ -359,6 +393,10 @@ int main(int argc, char **argv)
                 printf(" loss=%.4f\n", loss);
             } else if (!strncmp(line, "peak", 4)) {
                 printf("peak %.1f\n", sgemm_peak());
+            } else if (sscanf(line, "blas %d", &k) == 1 && k > 0) {
+                blas_share sh;
+                rc = blas_time(&b, k, &sh, err, sizeof(err));
+                printf("blas %.3f %.1f %.3f\n", sh.cpu_ms, sh.calls, sh.wall_ms);
             } else if (!strncmp(line, "info", 4)) {
                 info(&b, arch);
             } else if (!strncmp(line, "quit", 4)) {

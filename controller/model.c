@@ -8,6 +8,7 @@
 
 #include "controller/overlap.h"
 #include "controller/surrogates.h"
+#include "surrogate/bigmem.h"
 #include "surrogate/fit_online.h"
 #include "devices/options.h"
 #include "devices/registry.h"
@@ -174,7 +175,7 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
     m->n_params = np;
 
     /* one block for params+grads, one for activations+their gradients */
-    m->params = calloc((size_t)(2 * np + 2), sizeof(float));
+    m->params = big_calloc((size_t)(2 * np + 2), sizeof(float));
     float *ab = malloc(sizeof(float) * (size_t)(2 * acts));
     if (!m->params || !ab) {
         free(ab);

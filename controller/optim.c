@@ -5,13 +5,14 @@
 #include <string.h>
 
 #include "patctl/error.h"
+#include "surrogate/bigmem.h"
 
 int optimizer_init(optimizer *o, optimizer_kind kind, long n, double lr, double momentum)
 {
     memset(o, 0, sizeof(*o));
     o->kind = kind, o->n = n, o->lr = lr, o->momentum = momentum;
     o->beta1 = 0.9, o->beta2 = 0.999, o->eps = 1e-8;
-    o->m = calloc((size_t)(2 * n + 1), sizeof(float));
+    o->m = big_calloc((size_t)(2 * n + 1), sizeof(float));
     if (!o->m)
         return PATCTL_ERR_NOMEM;
     o->v = o->m + n;

@@ -3,19 +3,58 @@
 
 #include <dlfcn.h>
 #include <gsl/gsl_cblas.h>
+#include <stdatomic.h>
+#include <time.h>
 
 #include "surrogate/team.h"
 
 /* Below this many flops a GEMM runs on the calling thread only. */
 #define PAR_MIN_FLOPS 4e6
 
+/* blas_clock_*: thread CPU nanoseconds inside OpenBLAS, and calls */
+static atomic_int clock_on;
+static atomic_llong clock_ns, clock_calls;
+
+static long long thread_cpu_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+void blas_clock_start(void)
+{
+    atomic_store(&clock_ns, 0);
+    atomic_store(&clock_calls, 0);
+    atomic_store(&clock_on, 1);
+}
+
+void blas_clock_stop(void) { atomic_store(&clock_on, 0); }
+double blas_clock_seconds(void) { return (double)atomic_load(&clock_ns) * 1e-9; }
+long blas_clock_calls(void) { return (long)atomic_load(&clock_calls); }
+
+static long long clock_begin(void)
+{
+    return atomic_load_explicit(&clock_on, memory_order_relaxed) ? thread_cpu_ns() : -1;
+}
+
+static void clock_end(long long t0)
+{
+    if (t0 < 0)
+        return;
+    atomic_fetch_add_explicit(&clock_ns, thread_cpu_ns() - t0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&clock_calls, 1, memory_order_relaxed);
+}
+
 static void sgemm1(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc)
 {
     team_threads(); /* the team exists, so OpenBLAS is single-threaded: every
                        call of a given shape rounds the same way */
+    long long t0 = clock_begin();
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    clock_end(t0);
 }
 
 typedef struct {
@@ -70,7 +109,9 @@ void blas_sgemv_t_serial(int K, int N, float alpha, const float *A, int lda, con
                          float beta, float *y)
 {
     team_threads(); /* OpenBLAS single-threaded, as in sgemm1 */
+    long long t0 = clock_begin();
     cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, A, lda, x, 1, beta, y, 1);
+    clock_end(t0);
 }
 
 const char *blas_library(void)

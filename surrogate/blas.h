@@ -24,6 +24,15 @@ void blas_sgemm_serial(int ta, int tb, int M, int N, int K, float alpha, const f
 void blas_sgemv_t_serial(int K, int N, float alpha, const float *A, int lda, const float *x,
                          float beta, float *y);
 
+/* Benchmarks: CPU time spent inside the OpenBLAS calls made through this
+ * file (sgemm, sgemv), summed over all threads, and their count.  Off by
+ * default (then it costs one relaxed atomic load per call); on, every call
+ * reads the thread's CPU clock twice.  blas_clock_start() zeroes both. */
+void blas_clock_start(void);
+void blas_clock_stop(void);
+double blas_clock_seconds(void);
+long blas_clock_calls(void);
+
 /* File name of the shared object that provides cblas_sgemm in this process,
  * e.g. "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0". */
 const char *blas_library(void);

@@ -25,6 +25,7 @@
 
 #include "patctl/error.h"
 #include "surrogate/blas.h"
+#include "surrogate/bigmem.h"
 #include "surrogate/team.h"
 #include "surrogate/trig.h"
 
@@ -66,7 +67,7 @@ osc_tape *osc_tape_alloc(int n, int cap, int steps)
         return NULL;
     size_t nn = (size_t)n * n, row = (size_t)cap * n, st = (size_t)4 * steps;
     size_t total = 3 * nn + 3 * st * row + 2 * row + N_WORK * row;
-    t->block = malloc(total * sizeof(float));
+    t->block = big_alloc(total * sizeof(float));
     if (!t->block) {
         free(t);
         return NULL;
@@ -143,7 +144,7 @@ static blocks stage_blocks(int B, int n, int row_exact)
     }
     if (2.0 * B * (double)n * n < PAR_MIN_FLOPS)
         return b;
-    b.ncb = round_down_12(n / 128);             /* >= 128 columns each */
+    b.ncb = n >= 1024 ? 4 : round_down_12(n / 128); /* >= 128 columns each */
     b.nrb = B >= 512 ? 4 : B >= 256 ? 2 : 1;    /* >= 128 rows each */
     return b;
 }
@@ -171,6 +172,33 @@ typedef struct {
     int n;
 } lap_job;
 
+/* acc[r - i0] += the off-diagonal entries L[r, j0:j1] of rows [i0, i1), in
+ * ascending column order, in double: eight rows at a time (independent
+ * sums; the diagonal entry adds 0.0, which changes no sum). */
+static void row_sums_tile(const float *L, int n, int i0, int i1, int j0, int j1, double *acc)
+{
+    for (int r0 = i0; r0 < i1; r0 += 8) {
+        int nr = i1 - r0 < 8 ? i1 - r0 : 8;
+        double *a = acc + (r0 - i0);
+        if (nr == 8 && (r0 + 8 <= j0 || r0 >= j1)) {
+            /* no diagonal entry here: eight sums in registers */
+            const float *l = L + (long)r0 * n;
+            double a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+            double a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
+            for (int c = j0; c < j1; c++) {
+                a0 += l[c], a1 += l[n + c], a2 += l[2L * n + c], a3 += l[3L * n + c];
+                a4 += l[4L * n + c], a5 += l[5L * n + c], a6 += l[6L * n + c], a7 += l[7L * n + c];
+            }
+            a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+            a[4] = a4, a[5] = a5, a[6] = a6, a[7] = a7;
+            continue;
+        }
+        for (int c = j0; c < j1; c++)
+            for (int r = 0; r < nr; r++)
+                a[r] += c != r0 + r ? (double)L[(long)(r0 + r) * n + c] : 0.0;
+    }
+}
+
 static void lap_part(void *arg, int p, int np)
 {
     const lap_job *j = arg;
@@ -179,9 +207,12 @@ static void lap_part(void *arg, int p, int np)
     const float *A = j->A;
     float *L = j->L;
     float bt[TILE * TILE]; /* the transposed tile A[c, i] at [i - i0][c - j0] */
+    double acc[TILE];      /* off-diagonal row sums of the tile rows */
     for (int i0 = lo; i0 < hi; i0 += TILE) {
         int i1 = i0 + TILE < hi ? i0 + TILE : hi;
-        /* symmetric part: out[i,c] = (A[i,c] + A[c,i]) / 2 */
+        memset(acc, 0, sizeof(acc));
+        /* symmetric part: out[i,c] = (A[i,c] + A[c,i]) / 2, and its row sums
+         * while the tile is in cache */
         for (int j0 = 0; j0 < n; j0 += TILE) {
             int j1 = j0 + TILE < n ? j0 + TILE : n;
             for (int c = j0; c < j1; c++) {
@@ -196,20 +227,13 @@ static void lap_part(void *arg, int p, int np)
                 for (int c = 0; c < j1 - j0; c++)
                     o[c] = 0.5f * (a[c] + b[c]);
             }
+            row_sums_tile(L, n, i0, i1, j0, j1, acc);
         }
         /* diagonal = -(off-diagonal column sum) = -(off-diagonal row sum):
          * the symmetric part is exactly symmetric, and the row is summed in
-         * double in the same index order as the reference sums the column;
-         * eight rows at a time (independent sums) */
-        for (int r0 = i0; r0 < i1; r0 += 8) {
-            int nr = i1 - r0 < 8 ? i1 - r0 : 8;
-            double acc[8] = {0};
-            for (int c = 0; c < n; c++)
-                for (int r = 0; r < nr; r++)
-                    acc[r] += c != r0 + r ? (double)L[(long)(r0 + r) * n + c] : 0.0;
-            for (int r = 0; r < nr; r++)
-                L[(long)(r0 + r) * n + r0 + r] = (float)-acc[r];
-        }
+         * double in the same index order as the reference sums the column */
+        for (int r = i0; r < i1; r++)
+            L[(long)r * n + r] = (float)-acc[r - i0];
         if (!j->M)
             continue;
         /* M = g L + Qn - I on these rows */

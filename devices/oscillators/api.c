@@ -23,6 +23,7 @@
 #include "devices/sim_noise.h"
 #include "devices/sim_rng.h"
 #include "surrogate/oscillator.h"
+#include "surrogate/bigmem.h"
 
 enum { PURPOSE_QNOISE = 1, PURPOSE_INPUT = 2 };
 
@@ -147,7 +148,7 @@ static int osc_open(void **state, const struct patctl_option *o, int no,
     if (jn > 0) {
         long nn = n * n;
         float *raw = malloc(sizeof(float) * (size_t)nn);
-        d->q_noise = malloc(sizeof(float) * (size_t)nn);
+        d->q_noise = big_alloc(sizeof(float) * (size_t)nn);
         gsl_rng *r = sim_rng(seed, 0, PURPOSE_QNOISE);
         if (!raw || !d->q_noise || !r) {
             free(raw);
