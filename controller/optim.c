@@ -6,6 +6,7 @@
 
 #include "patctl/error.h"
 #include "surrogate/bigmem.h"
+#include "surrogate/simd.h"
 
 int optimizer_init(optimizer *o, optimizer_kind kind, long n, double lr, double momentum)
 {
@@ -25,7 +26,7 @@ void optimizer_free(optimizer *o)
     o->m = o->v = NULL;
 }
 
-void optimizer_step(optimizer *o, float *p, const float *g)
+PATCTL_HOT void optimizer_step(optimizer *o, float *p, const float *g)
 {
     o->t++;
     if (o->kind == OPT_ADAM) {

@@ -26,6 +26,7 @@
 #include "patctl/error.h"
 #include "surrogate/blas.h"
 #include "surrogate/bigmem.h"
+#include "surrogate/simd.h"
 #include "surrogate/team.h"
 #include "surrogate/trig.h"
 
@@ -199,7 +200,7 @@ static void row_sums_tile(const float *L, int n, int i0, int i1, int j0, int j1,
     }
 }
 
-static void lap_part(void *arg, int p, int np)
+PATCTL_HOT static void lap_part(void *arg, int p, int np)
 {
     const lap_job *j = arg;
     int n = j->n, lo, hi;
@@ -337,7 +338,7 @@ typedef struct {
     blocks bl;
 } fwd_job;
 
-static void fwd_part(void *arg, int p, int np)
+PATCTL_HOT static void fwd_part(void *arg, int p, int np)
 {
     const fwd_job *j = arg;
     const osc_model *m = j->m;
@@ -496,7 +497,7 @@ typedef struct {
 
 /* The start of step s's backward on [lo, hi) of every row:
  * ga_k and gp_k from the gradients gq, gp at the end of the step. */
-static void bwd_step_begin(const bwd_job *j, int s, long o, long width)
+PATCTL_HOT static void bwd_step_begin(const bwd_job *j, int s, long o, long width)
 {
     osc_tape *t = j->t;
     long row = (long)t->cap * j->m->n;
@@ -522,7 +523,7 @@ static void bwd_step_begin(const bwd_job *j, int s, long o, long width)
     }
 }
 
-static void bwd_part(void *arg, int p, int np)
+PATCTL_HOT static void bwd_part(void *arg, int p, int np)
 {
     bwd_job *j = arg;
     const osc_model *m = j->m;
@@ -609,7 +610,7 @@ typedef struct {
 } grad_job;
 
 /* ge[lo:hi] += sum over stages (forward order) and rows of GA */
-static void ge_part(void *arg, int p, int np)
+PATCTL_HOT static void ge_part(void *arg, int p, int np)
 {
     const grad_job *j = arg;
     int n = j->m->n, lo, hi;
@@ -630,7 +631,7 @@ static void ge_part(void *arg, int p, int np)
 /* gC rows [lo,hi): M = g L(sym(C)) + ... gives
  * dC_ij = g/2 (G_ij + G_ji - G_ii - G_jj)  (i != j), tile by tile with the
  * transposed tile of G copied first so that every loop runs along rows */
-static void gc_part(void *arg, int p, int np)
+PATCTL_HOT static void gc_part(void *arg, int p, int np)
 {
     const grad_job *j = arg;
     int n = j->m->n, lo, hi;
