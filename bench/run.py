@@ -123,6 +123,12 @@ def run_arch(args, arch, out):
                 w.steps(args.steps)
                 time.sleep(args.pause)  # let BLAS threads go idle
         peaks.append(float(ref.ask("peak").split()[1]))
+        blas = {}                       # patctl: CPU time inside OpenBLAS per step
+        for w in workers:
+            if w.kind == "patctl":
+                words = w.ask(f"blas {max(args.steps, 3)}").split()
+                if words[0] == "blas":  # older bench_step binaries do not know it
+                    blas[w.name] = (float(words[1]), float(words[2]), float(words[3]))
         load1 = loadavg()
     finally:
         for w in workers:
@@ -166,6 +172,17 @@ def run_arch(args, arch, out):
         if dflt:
             s += f"; {first} / PyTorch default = {med[first][1] / med[dflt][1]:.2f}"
         p(s + ".")
+        p()
+    for name, (cpu, calls, wall) in blas.items():
+        i = parse_info(next(w.info for w in workers if w.name == name))
+        nt = int(i.get("team_threads", "1"))
+        s = (f"Inside OpenBLAS ({name}): {cpu:.1f} ms of CPU per step over {calls:.0f} calls, all "
+             f"threads (measured after the rounds, {wall:.1f} ms/step then), so the OpenBLAS calls alone "
+             f"need at least {cpu / nt:.1f} ms of a step's wall time on {nt} threads")
+        if best:
+            s += f"; one third of the best PyTorch step is {med[best][1] / 3:.1f} ms"
+        p(s + ".")
+    if blas:
         p()
     return med
 
