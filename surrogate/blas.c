@@ -90,7 +90,7 @@ void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha,
     /* Blocks fixed by the shape (OpenBLAS rounds differently for different
      * call shapes): the same results with any number of threads, and
      * inside a team part (where the blocks run one after the other). */
-    int big = M > N ? M : N, nb = big >= 1024 ? 4 : big >= 512 ? 2 : 1;
+    int big = M > N ? M : N, nb = big >= 1024 ? 4 : big >= 256 ? 2 : 1;
     if (nb > 1 && 2.0 * M * (double)N * K >= PAR_MIN_FLOPS) {
         gemm_job j = {ta, tb, M, N, K, M > N, alpha, beta, A, B, C};
         team_run(gemm_part, &j, nb);

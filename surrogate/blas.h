@@ -5,9 +5,10 @@
 #include <stddef.h>
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op = transpose when t* != 0.
- * A is [M,K] (or [K,M] if ta), B is [K,N] (or [N,K] if tb).  Large products
- * are split into 2 or 4 column (or row) blocks, one single-threaded OpenBLAS
- * call each, run in parallel over the thread team (team.h).  The blocks
+ * A is [M,K] (or [K,M] if ta), B is [K,N] (or [N,K] if tb).  Products of
+ * >= 4 Mflop are split into 2 (max(M,N) >= 256) or 4 (>= 1024) column (or
+ * row) blocks, one single-threaded OpenBLAS call each, run in parallel over
+ * the thread team (team.h).  The blocks
  * depend on the shape only, so the results do not depend on the number of
  * threads. */
 void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha,
