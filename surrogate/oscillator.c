@@ -143,8 +143,11 @@ static blocks stage_blocks(int B, int n, int row_exact)
         b.nrb = B >= 4 ? 2 : 1;
         return b;
     }
-    if (2.0 * B * (double)n * n < PAR_MIN_FLOPS)
+    if (2.0 * B * (double)n * n < PAR_MIN_FLOPS) {
+        if (B >= 128 && 2.0 * B * (double)n * n >= PAR_MIN_FLOPS / 4)
+            b.nrb = 2; /* many short rows (a shared layer's patches): halves */
         return b;
+    }
     b.ncb = n >= 1024 ? 4 : round_down_12(n / 128); /* >= 128 columns each */
     b.nrb = B >= 512 ? 4 : B >= 256 ? 2 : 1;    /* >= 128 rows each */
     return b;
