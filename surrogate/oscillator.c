@@ -295,7 +295,7 @@ static void cos_w(const osc_model *m, float *out, const float *x, float w, long 
  * sums of the k_q and k_p; ps: the p of the current stage; qn receives the q
  * of the next stage (stages 0..2) or, at stage 3, q and p advance in place.
  * Operation for operation the same as tests/osc_ref.c. */
-static void stage_update(int k, float h, long len, float *restrict q, float *restrict p,
+PATCTL_HOT static void stage_update(int k, float h, long len, float *restrict q, float *restrict p,
                          float *restrict sq, float *restrict sp, float *restrict ps,
                          const float *restrict a, float *restrict qn)
 {
