@@ -68,6 +68,45 @@ static void test_adam_step(void **state)
     optimizer_free(&o);
 }
 
+/* Adam over a long vector (vector body + tails) against a scalar loop of the
+ * same operations: the optimiser may be compiled for AVX2 (PATCTL_HOT), and
+ * must give the same bits as the plain C of PyTorch's update. */
+static void test_adam_bitwise_scalar(void **state)
+{
+    (void)state;
+    enum { N = 4099 };
+    optimizer o;
+    assert_int_equal(optimizer_init(&o, OPT_ADAM, N, 1e-3, 0), 0);
+    float *p = malloc(sizeof(float) * N), *q = malloc(sizeof(float) * N);
+    float *g = malloc(sizeof(float) * N), *m = calloc(N, sizeof(float)), *v = calloc(N, sizeof(float));
+    assert_non_null(p), assert_non_null(q), assert_non_null(g), assert_non_null(m), assert_non_null(v);
+    unsigned s = 7;
+    for (int i = 0; i < N; i++) {
+        s = s * 1103515245u + 12345u;
+        p[i] = q[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
+    }
+    for (int t = 1; t <= 5; t++) {
+        for (int i = 0; i < N; i++) {
+            s = s * 1103515245u + 12345u;
+            g[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * powf(10.0f, (float)((int)(s % 7u) - 3));
+        }
+        optimizer_step(&o, p, g);
+        float b1 = (float)o.beta1, b2 = (float)o.beta2;
+        double bc1 = 1.0 - pow(o.beta1, (double)t), bc2 = 1.0 - pow(o.beta2, (double)t);
+        float step = (float)(o.lr / bc1), sbc2 = (float)sqrt(bc2), eps = (float)o.eps;
+        for (int i = 0; i < N; i++) {
+            volatile float mi = b1 * m[i] + (1.0f - b1) * g[i];
+            volatile float vi = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+            m[i] = mi, v[i] = vi;
+            volatile float d = step * m[i] / (sqrtf(v[i]) / sbc2 + eps);
+            q[i] -= d;
+        }
+        assert_memory_equal(p, q, sizeof(float) * N);
+    }
+    optimizer_free(&o);
+    free(p), free(q), free(g), free(m), free(v);
+}
+
 /* ---- the whole model: loss(params) with a noiseless device ---- */
 typedef struct {
     model m;
@@ -252,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_blas_is_openblas),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_adam_step),
+        cmocka_unit_test(test_adam_bitwise_scalar),
         cmocka_unit_test(test_model_gradient),
         cmocka_unit_test(test_train_modes),
         cmocka_unit_test(test_interrupt),
