@@ -457,10 +457,11 @@ static void log_clamped(device *d, uint64_t clamped)
     }
 }
 
-int device_run(device *d, const float *theta, const float *x, int B, float *y)
+/* The start of every query: theta (and, when x != NULL, the B input rows
+ * into sent_x) checked at the boundary, then the ramp to it; sent_theta
+ * holds it on success.  No VJP until the query succeeds. */
+static int open_query(device *d, const float *theta, const float *x, int B)
 {
-    if (B < 0 || (B > 0 && (!x || !y)) || !theta)
-        return PATCTL_ERR_ARG;
     int rc = ensure_batch(d, B);
     if (rc)
         return rc;
@@ -468,7 +469,7 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
     d->sent_B = 0; /* sent_x/sent_theta are rewritten below: no VJP until success */
     uint64_t clamped = 0;
     rc = boundary_theta(&d->desc, theta, d->scratch, d->limits, &clamped);
-    if (rc == 0 && B > 0)
+    if (rc == 0 && x && B > 0)
         rc = boundary_inputs(&d->desc, x, d->sent_x, B, d->limits, &clamped);
     if (rc) {
         d->st.rejected++;
@@ -476,7 +477,15 @@ int device_run(device *d, const float *theta, const float *x, int B, float *y)
         return rc;
     }
     log_clamped(d, clamped);
-    if ((rc = ramp_to_scratch(d)))
+    return ramp_to_scratch(d);
+}
+
+int device_run(device *d, const float *theta, const float *x, int B, float *y)
+{
+    if (B < 0 || (B > 0 && (!x || !y)) || !theta)
+        return PATCTL_ERR_ARG;
+    int rc = open_query(d, theta, x, B);
+    if (rc)
         return rc;
     rc = send_retrying(d, d->next_id++, d->next_row0, 0, B > 0 ? d->sent_x : NULL, B, y);
     if (rc) {
@@ -495,19 +504,8 @@ int device_query_begin(device *d, const float *theta, int B)
 {
     if (B <= 0 || !theta)
         return PATCTL_ERR_ARG;
-    int rc = ensure_batch(d, B);
+    int rc = open_query(d, theta, NULL, B); /* the parts check their rows */
     if (rc)
-        return rc;
-    d->q_open = 0;
-    d->sent_B = 0;
-    uint64_t clamped = 0;
-    if ((rc = boundary_theta(&d->desc, theta, d->scratch, d->limits, &clamped))) {
-        d->st.rejected++;
-        devlog(d, DEVLOG_WARN, "batch refused at the boundary: %s", patctl_strerror(rc));
-        return rc;
-    }
-    log_clamped(d, clamped);
-    if ((rc = ramp_to_scratch(d)))
         return rc;
     d->q_id = d->next_id++; /* the id device_run would give the query */
     d->q_B = B;
