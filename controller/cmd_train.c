@@ -35,12 +35,37 @@ static void train_usage(FILE *f)
         "                    patctl train --help-config)\n"
         "  --resume RUN      continue run directory RUN from its last checkpoint\n"
         "                    (with its own config; only --quiet/--progress apply)\n"
-        "  --mode M          pat (default) | insilico | ideal | spsa\n"
+        "  --mode M          pat (default) | insilico | ideal | spsa | pc | dfa | adfa\n"
         "                      pat: device forward, surrogate VJP at what was sent\n"
         "                      insilico: surrogate both ways, evaluated on the device\n"
         "                      ideal: the simulated device's own exact gradient\n"
         "                      spsa: simultaneous perturbation on the device alone\n"
         "                      (gradient-free; --spsa-c, --spsa-samples)\n"
+        "                      pc: predictive coding (Rosenbaum 2022): beliefs and\n"
+        "                      prediction errors relaxed layer by layer; a physical\n"
+        "                      layer's local Jacobian is its surrogate's VJP at what\n"
+        "                      was sent (--pc-variant, --pc-eta, --pc-iters)\n"
+        "                      dfa: direct feedback alignment (Nokland 2016): fixed\n"
+        "                      random matrices carry the output error to the input of\n"
+        "                      every physical layer; no surrogate, no backward pass\n"
+        "                      through any device; physical parameters by local rules\n"
+        "                      adfa: augmented DFA (Nakajima et al. 2022): dfa with\n"
+        "                      the unknown f' replaced by g(x) (--dfa-g)\n"
+        "  --pc-variant V    strict | fixedpred (default) | exact: strict measures the\n"
+        "                    predictions at the beliefs on the device ((iters-1) extra\n"
+        "                    queries per physical layer per step, phase pc in the\n"
+        "                    journal); fixedpred keeps the feedforward predictions;\n"
+        "                    exact = backpropagation written as prediction errors\n"
+        "  --pc-eta X        belief update rate, in (0, 2) (default 0.1; fixedpred with\n"
+        "                    1 and --pc-iters >= the number of layers = the PAT gradient)\n"
+        "  --pc-iters N      inference iterations per step (default 20)\n"
+        "  --dfa-g G         adfa's g: cos (default) | sin | tanh | sech2 | one\n"
+        "  --bean X          BEAN regularisation strength (default 0 = off): neurons\n"
+        "                    joined by strong second-order connections are pulled to\n"
+        "                    similar outgoing weights, on every digital linear weight\n"
+        "                    matrix and (--bean-physical 1, default) every physical\n"
+        "                    coupling matrix; see patctl eval --prune\n"
+        "  --bean-physical B 1 (default) | 0: BEAN on physical coupling matrices too\n"
         "  --epochs N        epochs (default 2)\n"
         "  --train-limit N   first N training images (default 10000, 0 = all 60000)\n"
         "  --test-limit N    first N test images (default 10000)\n"
@@ -126,18 +151,26 @@ static void help_config(void)
            "\n"
            "[device NAME]: driver = a built-in driver (see `patctl devices`) or a plugin\n"
            "  .so path; limits = clamp | reject; steps = ramp | refuse; surrogate = the\n"
-           "  name of a fitted surrogate (default: the nominal model); every other key\n"
-           "  is a driver option (the driver rejects unknown ones).\n"
+           "  name of a fitted surrogate (default: the nominal model); dfa_roles =\n"
+           "  BLOCK:ROLE,... (mode dfa/adfa: the local rule of each parameter block,\n"
+           "  ROLE = weight | bias_out | gain_diag | bias_diag | fixed; default: the\n"
+           "  device model's, see README); every other key is a driver option (the\n"
+           "  driver rejects unknown ones).\n"
            "[model] layer kinds: patches K (image -> KxK patches, one row each),\n"
            "  pad N (zero-pad rows to N), concat K (K rows -> one), physical DEVICE\n"
            "  (all rows through one device: weights shared across patches), readout M\n"
            "  (trainable scale x the last M values), linear N (affine), tanh.\n"
-           "[train] mode = pat | insilico | ideal | spsa; optimizer = adam | sgd;\n"
+           "[train] mode = pat | insilico | ideal | spsa | pc | dfa | adfa; optimizer = adam | sgd;\n"
            "  schedule = constant | step (x lr_gamma every lr_step epochs) | cosine (to 0\n"
            "  over the run), warmup = N steps; eval_every = N epochs (0 = at the end);\n"
            "  eval_inflight = N test batches in flight on remote devices (1..8);\n"
            "  microbatches = K training micro-batches per batch (1..64, see --microbatches);\n"
            "  spsa_c / spsa_samples: SPSA's perturbation size and pairs per step;\n"
+           "  pc_variant = strict | fixedpred | exact, pc_eta = X in (0, 2), pc_iters = N:\n"
+           "  predictive coding (only with mode = pc; defaults fixedpred, 0.1, 20);\n"
+           "  dfa_g = cos | sin | tanh | sech2 | one: aDFA's g (only with mode = adfa;\n"
+           "  default cos); bean = alpha (BEAN regularisation, default 0 = off),\n"
+           "  bean_physical = 1 | 0 (also on physical coupling matrices, default 1);\n"
            "  max_failed_steps = N device-faulted steps in a row skipped before the run\n"
            "  stops (0 = stop at the first).\n"
            "[logging] journal = all | every N | off; checkpoint_every = N steps (0 =\n"
@@ -157,6 +190,9 @@ typedef struct train_cli {
     int quiet;
     int progress_set;
     int n_overrides;          /* options that change the experiment */
+    const char *pc_opt;       /* the first --pc-* option given (checked against the mode) */
+    int dfa_g_opt;            /* --dfa-g given */
+    int surrogate_opt;        /* --surrogate given */
 } train_cli;
 
 /* Load --config FILE (wherever it is on the command line) into cli->c. */
@@ -201,9 +237,36 @@ static int parse_options(int argc, char **argv, train_cli *cli)
             experiment = 0;
         } else if ((v = cli_opt_value(argc, argv, &i, "--mode"))) {
             if (mode_parse(v, &c->mode)) {
-                fprintf(stderr, "patctl train: --mode: expected pat, insilico, ideal or spsa, got '%s'\n", v);
+                fprintf(stderr, "patctl train: --mode: expected pat, insilico, ideal, spsa, pc, dfa or adfa, "
+                        "got '%s'\n", v);
                 return -1;
             }
+        } else if ((v = cli_opt_value(argc, argv, &i, "--pc-variant"))) {
+            if (pc_variant_parse(v, &c->pc_variant)) {
+                fprintf(stderr, "patctl train: --pc-variant: expected strict, fixedpred or exact, got '%s'\n", v);
+                return -1;
+            }
+            cli->pc_opt = cli->pc_opt ? cli->pc_opt : "--pc-variant";
+        } else if ((v = cli_opt_value(argc, argv, &i, "--pc-eta"))) {
+            if (parse_double(v, &d) || !(d > 0 && d < 2)) goto bad;
+            c->pc_eta = d;
+            cli->pc_opt = cli->pc_opt ? cli->pc_opt : "--pc-eta";
+        } else if ((v = cli_opt_value(argc, argv, &i, "--pc-iters"))) {
+            if (parse_long(v, 1, 100000, &l)) goto bad;
+            c->pc_iters = (int)l;
+            cli->pc_opt = cli->pc_opt ? cli->pc_opt : "--pc-iters";
+        } else if ((v = cli_opt_value(argc, argv, &i, "--dfa-g"))) {
+            if (dfa_g_parse(v, &c->dfa_g)) {
+                fprintf(stderr, "patctl train: --dfa-g: expected one, cos, sin, tanh or sech2, got '%s'\n", v);
+                return -1;
+            }
+            cli->dfa_g_opt = 1;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--bean"))) {
+            if (parse_double(v, &d) || !(d >= 0 && d <= 1e6)) goto bad;
+            c->bean = d;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--bean-physical"))) {
+            if (parse_long(v, 0, 1, &l)) goto bad;
+            c->bean_physical = (int)l;
         } else if ((v = cli_opt_value(argc, argv, &i, "--epochs"))) {
             if (parse_long(v, 0, TRAIN_MAX_EPOCHS, &l)) goto bad;
             c->epochs = (int)l;
@@ -275,6 +338,7 @@ static int parse_options(int argc, char **argv, train_cli *cli)
                         "config\n", v);
                 return -1;
             }
+            cli->surrogate_opt = 1;
         } else if ((v = cli_opt_value(argc, argv, &i, "--journal"))) {
             if (strcmp(v, "all") == 0) c->journal = JOURNAL_ALL, c->journal_every = 1;
             else if (strcmp(v, "off") == 0) c->journal = JOURNAL_OFF;
@@ -308,6 +372,23 @@ static int parse_options(int argc, char **argv, train_cli *cli)
         fprintf(stderr, "patctl train: bad value for %s (see patctl train --help)\n", a);
         return -1;
     }
+    /* options of one learning rule with another mode are mistakes */
+    if (cli->pc_opt && c->mode != MODE_PC) {
+        fprintf(stderr, "patctl train: %s is only used with --mode pc (the mode is %s)\n", cli->pc_opt,
+                mode_name(c->mode));
+        return -1;
+    }
+    if (cli->dfa_g_opt && c->mode != MODE_ADFA) {
+        fprintf(stderr, "patctl train: --dfa-g is only used with --mode adfa (the mode is %s%s)\n",
+                mode_name(c->mode), c->mode == MODE_DFA ? ": dfa uses g = 1" : "");
+        return -1;
+    }
+    if (cli->surrogate_opt && (c->mode == MODE_DFA || c->mode == MODE_ADFA || c->mode == MODE_SPSA)) {
+        fprintf(stderr, "patctl train: --surrogate has no effect with --mode %s (it uses no surrogate)\n",
+                mode_name(c->mode));
+        return -1;
+    }
+    config_normalize(c);
     return 0;
 }
 

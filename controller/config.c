@@ -32,6 +32,12 @@ void config_defaults(run_config *c)
     c->seed = 0;
     c->spsa_c = 0.1;
     c->spsa_samples = 1;
+    c->pc_variant = PC_FIXEDPRED;
+    c->pc_eta = 0.1;
+    c->pc_iters = 20;
+    c->dfa_g = DFA_G_COS;
+    c->bean = 0.0;
+    c->bean_physical = 1;
     c->max_failed_steps = 5;
     c->journal = JOURNAL_ALL;
     c->journal_every = 1;
@@ -76,16 +82,55 @@ const char *mode_name(train_mode m)
     case MODE_INSILICO: return "insilico";
     case MODE_IDEAL: return "ideal";
     case MODE_SPSA: return "spsa";
+    case MODE_PC: return "pc";
+    case MODE_DFA: return "dfa";
+    case MODE_ADFA: return "adfa";
     }
     return "?";
 }
 
 int mode_parse(const char *s, train_mode *m)
 {
-    static const train_mode all[] = {MODE_PAT, MODE_INSILICO, MODE_IDEAL, MODE_SPSA};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, mode_name(all[i])) == 0) {
-            *m = all[i];
+    for (int i = 0; i < N_MODES; i++)
+        if (strcmp(s, mode_name((train_mode)i)) == 0) {
+            *m = (train_mode)i;
+            return 0;
+        }
+    return PATCTL_ERR_ARG;
+}
+
+const char *pc_variant_name(pc_variant_kind v)
+{
+    return v == PC_STRICT ? "strict" : v == PC_EXACT ? "exact" : "fixedpred";
+}
+
+int pc_variant_parse(const char *s, pc_variant_kind *v)
+{
+    for (int i = PC_STRICT; i <= PC_EXACT; i++)
+        if (strcmp(s, pc_variant_name((pc_variant_kind)i)) == 0) {
+            *v = (pc_variant_kind)i;
+            return 0;
+        }
+    return PATCTL_ERR_ARG;
+}
+
+const char *dfa_g_name(dfa_g_kind g)
+{
+    switch (g) {
+    case DFA_G_ONE: return "one";
+    case DFA_G_COS: return "cos";
+    case DFA_G_SIN: return "sin";
+    case DFA_G_TANH: return "tanh";
+    case DFA_G_SECH2: return "sech2";
+    }
+    return "?";
+}
+
+int dfa_g_parse(const char *s, dfa_g_kind *g)
+{
+    for (int i = DFA_G_ONE; i <= DFA_G_SECH2; i++)
+        if (strcmp(s, dfa_g_name((dfa_g_kind)i)) == 0) {
+            *g = (dfa_g_kind)i;
             return 0;
         }
     return PATCTL_ERR_ARG;
@@ -133,6 +178,23 @@ const char *progress_name(progress_mode p)
     return "?";
 }
 
+void config_normalize(run_config *c)
+{
+    run_config d;
+    config_defaults(&d);
+    if (c->mode != MODE_PC) {
+        c->pc_variant = d.pc_variant, c->pc_eta = d.pc_eta, c->pc_iters = d.pc_iters;
+        c->pc_line = 0;
+    }
+    if (c->mode != MODE_ADFA) {
+        c->dfa_g = d.dfa_g;
+        c->dfa_line = 0;
+    }
+    if (c->mode != MODE_DFA && c->mode != MODE_ADFA)
+        for (int i = 0; i < c->n_devices; i++)
+            c->devices[i].dfa_roles[0] = '\0';
+}
+
 int config_device_option(run_config *c, const char *driver, const char *key, const char *value)
 {
     for (int i = 0; i < c->n_devices; i++) {
@@ -176,6 +238,8 @@ int config_equal(const run_config *a, const run_config *b, char *diff, size_t di
         DIFF(strcmp(x->steps, y->steps), "[device %s] steps: '%s' vs '%s'", x->name, x->steps, y->steps);
         DIFF(strcmp(x->surrogate, y->surrogate), "[device %s] surrogate: '%s' vs '%s'", x->name,
              x->surrogate, y->surrogate);
+        DIFF(strcmp(x->dfa_roles, y->dfa_roles), "[device %s] dfa_roles: '%s' vs '%s'", x->name,
+             x->dfa_roles, y->dfa_roles);
     }
     DIFF(a->n_layers != b->n_layers, "number of layers: %d vs %d", a->n_layers, b->n_layers);
     for (int i = 0; i < a->n_layers; i++) {
@@ -202,6 +266,14 @@ int config_equal(const run_config *a, const run_config *b, char *diff, size_t di
     DIFF(a->spsa_c != b->spsa_c, "[train] spsa_c: %g vs %g", a->spsa_c, b->spsa_c);
     DIFF(a->spsa_samples != b->spsa_samples, "[train] spsa_samples: %d vs %d", a->spsa_samples,
          b->spsa_samples);
+    DIFF(a->pc_variant != b->pc_variant, "[train] pc_variant: %s vs %s", pc_variant_name(a->pc_variant),
+         pc_variant_name(b->pc_variant));
+    DIFF(a->pc_eta != b->pc_eta, "[train] pc_eta: %g vs %g", a->pc_eta, b->pc_eta);
+    DIFF(a->pc_iters != b->pc_iters, "[train] pc_iters: %d vs %d", a->pc_iters, b->pc_iters);
+    DIFF(a->dfa_g != b->dfa_g, "[train] dfa_g: %s vs %s", dfa_g_name(a->dfa_g), dfa_g_name(b->dfa_g));
+    DIFF(a->bean != b->bean, "[train] bean: %g vs %g", a->bean, b->bean);
+    DIFF(a->bean_physical != b->bean_physical, "[train] bean_physical: %d vs %d", a->bean_physical,
+         b->bean_physical);
     DIFF(a->microbatches != b->microbatches, "[train] microbatches: %d vs %d", a->microbatches, b->microbatches);
     DIFF(a->max_failed_steps != b->max_failed_steps, "[train] max_failed_steps: %d vs %d",
          a->max_failed_steps, b->max_failed_steps);

@@ -29,6 +29,9 @@ typedef struct device_spec {
     char steps[8];          /* "ramp" | "refuse" */
     char surrogate[256];    /* "" = the nominal model; else the name of a fitted
                                surrogate (used by `patctl fit`, issue 4) */
+    char dfa_roles[128];    /* DFA/aDFA: local rule of each parameter block,
+                               "BLOCK:ROLE,..." (controller/dfa.h); "" = the
+                               device model's defaults */
     /* origin (not part of the experiment; ignored by config_equal) */
     int line;               /* line of the [device NAME] header */
     int n_keys;
@@ -51,7 +54,13 @@ typedef struct layer_spec {
     char device[32];
 } layer_spec;
 
-typedef enum { MODE_PAT, MODE_INSILICO, MODE_IDEAL, MODE_SPSA } train_mode;
+typedef enum { MODE_PAT, MODE_INSILICO, MODE_IDEAL, MODE_SPSA, MODE_PC, MODE_DFA, MODE_ADFA } train_mode;
+#define N_MODES 7
+/* Predictive coding (controller/pc.h), after Rosenbaum 2022 / Torch2PC. */
+typedef enum { PC_STRICT, PC_FIXEDPRED, PC_EXACT } pc_variant_kind;
+/* aDFA: the function g that replaces f' at the input of a physical layer
+ * (controller/dfa.h); DFA uses g = 1. */
+typedef enum { DFA_G_ONE, DFA_G_COS, DFA_G_SIN, DFA_G_TANH, DFA_G_SECH2 } dfa_g_kind;
 typedef enum { OPT_ADAM, OPT_SGD } optimizer_kind;
 typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } lr_schedule;
 typedef enum { JOURNAL_ALL, JOURNAL_EVERY, JOURNAL_OFF } journal_mode;
@@ -95,6 +104,14 @@ typedef struct run_config {
     uint64_t seed;
     double spsa_c;          /* SPSA: perturbation size (parameter units) */
     int spsa_samples;       /* SPSA: perturbation pairs averaged per step */
+    pc_variant_kind pc_variant; /* PC: strict | fixedpred | exact */
+    double pc_eta;          /* PC: belief update rate (0, 2) */
+    int pc_iters;           /* PC: inference iterations per step (>= 1) */
+    dfa_g_kind dfa_g;       /* aDFA: g replacing f' (DFA: always 1) */
+    double bean;            /* BEAN regularisation strength alpha (0 = off) */
+    int bean_physical;      /* 1 = BEAN also on physical coupling matrices */
+    int pc_line, dfa_line;  /* origin: line of the first pc_* / dfa_g key (0 = none;
+                               ignored by config_equal) */
     int max_failed_steps;   /* consecutive training steps (or retries of one evaluation
                                batch) that may fail with a device fault before the run
                                stops; a failed step is skipped, nothing applied (0 =
@@ -114,11 +131,20 @@ void config_quickstart(run_config *c);
 
 const char *mode_name(train_mode m);
 int mode_parse(const char *s, train_mode *m);
+const char *pc_variant_name(pc_variant_kind v);
+int pc_variant_parse(const char *s, pc_variant_kind *v);
+const char *dfa_g_name(dfa_g_kind g);
+int dfa_g_parse(const char *s, dfa_g_kind *g);
 const char *layer_kind_name(layer_kind k);
 int layer_kind_parse(const char *s, layer_kind *k);
 const char *optimizer_name(optimizer_kind k);
 const char *schedule_name(lr_schedule s);
 const char *progress_name(progress_mode p);
+
+/* Put the settings of learning rules other than c->mode back to their
+ * defaults (a config file with mode = pc run with --mode pat keeps no pc_*
+ * settings), so that config_format() round-trips. */
+void config_normalize(run_config *c);
 
 /* Append "key=value" to every device whose driver is `driver` (NULL = all). */
 int config_device_option(run_config *c, const char *driver, const char *key, const char *value);

@@ -325,6 +325,8 @@ static void device_key(parser *p, const char *k, const char *v)
             snprintf(d->steps, sizeof(d->steps), "%s", steps[i]);
     } else if (strcmp(k, "surrogate") == 0) {
         get_string(p, k, v, d->surrogate, sizeof(d->surrogate));
+    } else if (strcmp(k, "dfa_roles") == 0) {
+        get_string(p, k, v, d->dfa_roles, sizeof(d->dfa_roles));
     } else {
         /* a driver option: the driver checks the key and value when the
          * device is opened; here only what the key=value list can carry */
@@ -400,7 +402,9 @@ static void model_key(parser *p, const char *k, const char *v)
 static void train_key(parser *p, const char *k, const char *v)
 {
     run_config *c = p->c;
-    static const char *const modes[] = {"pat", "insilico", "ideal", "spsa", NULL};
+    static const char *const modes[] = {"pat", "insilico", "ideal", "spsa", "pc", "dfa", "adfa", NULL};
+    static const char *const variants[] = {"strict", "fixedpred", "exact", NULL};
+    static const char *const gs[] = {"one", "cos", "sin", "tanh", "sech2", NULL};
     static const char *const opts[] = {"adam", "sgd", NULL};
     static const char *const scheds[] = {"constant", "step", "cosine", NULL};
     int i;
@@ -445,9 +449,31 @@ static void train_key(parser *p, const char *k, const char *v)
         get_int(p, k, v, 1, 1000, &c->spsa_samples);
     } else if (strcmp(k, "max_failed_steps") == 0) {
         get_int(p, k, v, 0, 1000000, &c->max_failed_steps);
+    } else if (strcmp(k, "pc_variant") == 0) {
+        if (!get_choice(p, k, v, variants, &i))
+            pc_variant_parse(variants[i], &c->pc_variant);
+        if (!c->pc_line)
+            c->pc_line = p->line;
+    } else if (strcmp(k, "pc_eta") == 0) {
+        get_double(p, k, v, 0, 1, 2, 1, "a number in (0, 2)", &c->pc_eta);
+        if (!c->pc_line)
+            c->pc_line = p->line;
+    } else if (strcmp(k, "pc_iters") == 0) {
+        get_int(p, k, v, 1, 100000, &c->pc_iters);
+        if (!c->pc_line)
+            c->pc_line = p->line;
+    } else if (strcmp(k, "dfa_g") == 0) {
+        if (!get_choice(p, k, v, gs, &i))
+            dfa_g_parse(gs[i], &c->dfa_g);
+        c->dfa_line = p->line;
+    } else if (strcmp(k, "bean") == 0) {
+        get_double(p, k, v, 0, 0, 1e6, 0, "a number >= 0", &c->bean);
+    } else if (strcmp(k, "bean_physical") == 0) {
+        get_int(p, k, v, 0, 1, &c->bean_physical);
     } else {
         unknown_key(p, k, "mode, optimizer, lr, momentum, schedule, lr_gamma, lr_step, warmup, epochs, "
-                    "batch, eval_batch, eval_inflight, microbatches, eval_every, seed, spsa_c, spsa_samples, max_failed_steps");
+                    "batch, eval_batch, eval_inflight, microbatches, eval_every, seed, spsa_c, spsa_samples, "
+                    "max_failed_steps, pc_variant, pc_eta, pc_iters, dfa_g, bean, bean_physical");
     }
 }
 
@@ -544,6 +570,19 @@ static void check_whole(parser *p)
                 fail(p, c->layer_lines[i], "[model] layer: device %s is already used on line %d (to share "
                      "weights, run all rows through one layer)", L->device, c->layer_lines[j]);
     }
+    /* keys of one learning rule given with another: a mistake, not a no-op */
+    if (!p->failed && c->pc_line && c->mode != MODE_PC)
+        fail(p, c->pc_line, "[train] pc_variant/pc_eta/pc_iters: only used with mode = pc (mode is %s)",
+             mode_name(c->mode));
+    if (!p->failed && c->dfa_line && c->mode != MODE_ADFA)
+        fail(p, c->dfa_line, "[train] dfa_g: only used with mode = adfa (mode is %s; dfa uses g = 1)",
+             mode_name(c->mode));
+    for (int i = 0; i < c->n_devices && !p->failed; i++)
+        if (c->devices[i].dfa_roles[0] && c->mode != MODE_DFA && c->mode != MODE_ADFA)
+            for (int k = 0; k < c->devices[i].n_keys; k++)
+                if (strcmp(c->devices[i].keys[k].key, "dfa_roles") == 0)
+                    fail(p, c->devices[i].keys[k].line, "[device %s] dfa_roles: only used with mode = dfa or "
+                         "adfa (mode is %s)", c->devices[i].name, mode_name(c->mode));
     int has_model = 0;
     for (int i = 0; i < p->n_sections; i++)
         has_model |= strcmp(p->sections[i].name, "model") == 0;

@@ -55,6 +55,8 @@ char *config_format(const run_config *c)
         put(&b, "\n[device %s]\ndriver = %s\nlimits = %s\nsteps = %s\n", d->name, d->driver, d->limits, d->steps);
         if (d->surrogate[0])
             put(&b, "surrogate = %s\n", d->surrogate);
+        if (d->dfa_roles[0])
+            put(&b, "dfa_roles = %s\n", d->dfa_roles);
         /* options "k=v,k=v" (or blank/';' separated) -> one line each */
         char opts[sizeof(d->options)];
         snprintf(opts, sizeof(opts), "%s", d->options);
@@ -83,6 +85,13 @@ char *config_format(const run_config *c)
         mode_name(c->mode), optimizer_name(c->optimizer), c->lr, c->momentum, schedule_name(c->schedule),
         c->lr_gamma, c->lr_step, c->warmup, c->epochs, c->batch, c->eval_batch, c->eval_inflight, c->microbatches, c->eval_every,
         (unsigned long long)c->seed, c->spsa_c, c->spsa_samples, c->max_failed_steps);
+    /* a rule's own keys only with that rule (the parser refuses them otherwise) */
+    if (c->mode == MODE_PC)
+        put(&b, "pc_variant = %s\npc_eta = %.17g\npc_iters = %d\n", pc_variant_name(c->pc_variant), c->pc_eta,
+            c->pc_iters);
+    if (c->mode == MODE_ADFA)
+        put(&b, "dfa_g = %s\n", dfa_g_name(c->dfa_g));
+    put(&b, "bean = %.17g\nbean_physical = %d\n", c->bean, c->bean_physical);
     put(&b, "\n[logging]\n");
     if (c->journal == JOURNAL_ALL)
         put(&b, "journal = all\n");

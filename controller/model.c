@@ -129,10 +129,19 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
                          i + 1, L->spec.device, L->dev->desc.n_in, cols);
                 return layer_error(c, i, err, errlen);
             }
-            rc = surrogate_make(&L->sur, L->dev->name, &L->dev->desc, m->specs[di].options,
-                                m->specs[di].surrogate, err, errlen);
-            if (rc && c->mode != MODE_IDEAL && c->mode != MODE_SPSA)
+            /* DFA and aDFA never use a surrogate: none is made */
+            if (c->mode != MODE_DFA && c->mode != MODE_ADFA)
+                rc = surrogate_make(&L->sur, L->dev->name, &L->dev->desc, m->specs[di].options,
+                                    m->specs[di].surrogate, err, errlen);
+            if (rc && c->mode != MODE_IDEAL && c->mode != MODE_SPSA) {
+                if (c->mode == MODE_PC && errlen) {
+                    char why[512];
+                    snprintf(why, sizeof(why), "%s", err);
+                    snprintf(err, errlen, "%s (mode pc needs each physical layer's surrogate for its local "
+                             "Jacobian; dfa, adfa and spsa need none)", why);
+                }
                 return rc;
+            }
             rc = 0;
             cols = L->dev->desc.n_out;
             L->p_len = L->dev->n_theta;
@@ -325,6 +334,30 @@ typedef struct slice {
     int s0, b, B;
 } slice;
 
+int model_layer_forward(model *m, int i, const float *in, float *out, int B, pass_kind pass, char *err,
+                        size_t errlen)
+{
+    layer *L = &m->L[i];
+    float *P = m->params + L->p_off;
+    int Rin = B * L->r_in;
+    switch (L->spec.kind) {
+    case LAYER_PATCHES: patches_forward(out, in, B, L->img_h, L->img_w, L->spec.arg); return 0;
+    case LAYER_PAD: pad_forward(out, in, Rin, L->c_in, L->c_out); return 0;
+    case LAYER_CONCAT: concat_forward(out, in, Rin, L->c_in, L->spec.arg); return 0;
+    case LAYER_READOUT: readout_forward(out, in, P[0], Rin, L->c_in, L->c_out); return 0;
+    case LAYER_LINEAR:
+        linear_forward(out, in, P, P + (long)L->c_out * L->c_in, Rin, L->c_in, L->c_out);
+        return 0;
+    case LAYER_TANH: tanh_forward(out, in, (long)Rin * L->c_in); return 0;
+    case LAYER_PHYSICAL: {
+        int rc = physical_forward(L, P, in, Rin, out, pass, err, errlen);
+        L->last_pass = pass;
+        return rc;
+    }
+    }
+    return PATCTL_ERR_ARG;
+}
+
 /* The forward pass over activations act[] (the model's own or a lane's);
  * g (or NULL) brackets every device call.  With sl, only the slice's rows
  * (act[] then point at the slice's first row) and every physical layer's
@@ -341,41 +374,22 @@ static int forward_graph(model *m, float *const *act, const float *x, int B, pas
         layer *L = &m->L[i];
         const float *in = act[i];
         float *out = act[i + 1];
-        float *P = m->params + L->p_off;
-        int Rin = B * L->r_in, Rout = B * L->r_out;
+        int Rin = B * L->r_in;
         int rc = 0;
-        switch (L->spec.kind) {
-        case LAYER_PATCHES: patches_forward(out, in, B, L->img_h, L->img_w, L->spec.arg); break;
-        case LAYER_PAD: pad_forward(out, in, Rin, L->c_in, L->c_out); break;
-        case LAYER_CONCAT: concat_forward(out, in, Rin, L->c_in, L->spec.arg); break;
-        case LAYER_READOUT: readout_forward(out, in, P[0], Rin, L->c_in, L->c_out); break;
-        case LAYER_LINEAR:
-            linear_forward(out, in, P, P + (long)L->c_out * L->c_in, Rin, L->c_in, L->c_out);
-            break;
-        case LAYER_TANH: tanh_forward(out, in, (long)Rin * L->c_in); break;
-        case LAYER_PHYSICAL:
-            if (sl) {
-                int r0 = sl->s0 * L->r_in, Rtot = sl->B * L->r_in;
-                rc = physical_part(L, P, in, r0, Rin, Rtot, out, g, err, errlen);
-                if (!rc && pass == PASS_PAT && r0 + Rin == Rtot) {
-                    device *d = L->dev;
-                    if ((rc = surrogate_forward(L->sur, d->sent_theta, d->sent_x, Rtot, L->ysur)))
-                        snprintf(err, errlen, "surrogate of %s: %s", d->name, patctl_strerror(rc));
-                }
-                break;
+        if (L->spec.kind != LAYER_PHYSICAL || (!sl && !g)) {
+            rc = model_layer_forward(m, i, in, out, B, pass, err, errlen);
+        } else if (sl) {
+            int r0 = sl->s0 * L->r_in, Rtot = sl->B * L->r_in;
+            rc = physical_part(L, m->params + L->p_off, in, r0, Rin, Rtot, out, g, err, errlen);
+            if (!rc && pass == PASS_PAT && r0 + Rin == Rtot) {
+                device *d = L->dev;
+                if ((rc = surrogate_forward(L->sur, d->sent_theta, d->sent_x, Rtot, L->ysur)))
+                    snprintf(err, errlen, "surrogate of %s: %s", d->name, patctl_strerror(rc));
             }
-            if (!g) {
-                rc = physical_forward(L, P, in, Rin, out, pass, err, errlen);
-                L->last_pass = pass;
-                break;
-            }
-            if ((rc = g->enter(g->user, L->dev)))
-                break;
-            rc = physical_forward(L, P, in, Rin, out, pass, err, errlen);
+        } else if (!(rc = g->enter(g->user, L->dev))) {
+            rc = physical_forward(L, m->params + L->p_off, in, Rin, out, pass, err, errlen);
             g->leave(g->user, L->dev, rc);
-            break;
         }
-        (void)Rout;
         if (rc)
             return rc;
     }
@@ -431,39 +445,62 @@ int model_forward_lane(model *m, model_lane *ln, const float *x, int B, const de
 
 float *model_lane_logits(const model *m, model_lane *ln) { return ln->act[m->n_layers]; }
 
+int model_layer_backward(model *m, int i, int B, const float *in, const float *out, const float *dout,
+                         float *din, float *G, train_mode mode, char *err, size_t errlen)
+{
+    layer *L = &m->L[i];
+    const float *P = m->params + L->p_off;
+    int Rin = B * L->r_in;
+    int rc = 0;
+    switch (L->spec.kind) {
+    case LAYER_PATCHES:
+        if (din)
+            patches_backward(din, dout, B, L->img_h, L->img_w, L->spec.arg);
+        break;
+    case LAYER_PAD:
+        if (din)
+            pad_backward(din, dout, Rin, L->c_in, L->c_out);
+        break;
+    case LAYER_CONCAT:
+        if (din)
+            concat_backward(din, dout, Rin, L->c_in, L->spec.arg);
+        break;
+    case LAYER_READOUT: readout_backward(din, G, dout, in, P[0], Rin, L->c_in, L->c_out); break;
+    case LAYER_LINEAR:
+        linear_backward(din, G, G ? G + (long)L->c_out * L->c_in : NULL, dout, in, P, Rin, L->c_in, L->c_out);
+        break;
+    case LAYER_TANH:
+        if (din)
+            tanh_backward(din, dout, out, (long)Rin * L->c_in);
+        break;
+    case LAYER_PHYSICAL:
+        if (mode == MODE_IDEAL) {
+            rc = device_vjp(L->dev, dout, din, G);
+            if (rc)
+                snprintf(err, errlen, "device %s: exact VJP: %s", L->dev->name, patctl_strerror(rc));
+        } else if (!L->sur) {
+            snprintf(err, errlen, "device %s has no surrogate", L->dev->name);
+            rc = PATCTL_ERR_UNSUPPORTED;
+        } else {
+            rc = surrogate_backward(L->sur, dout, din, G);
+            if (rc)
+                snprintf(err, errlen, "surrogate of %s: VJP: %s", L->dev->name, patctl_strerror(rc));
+        }
+        break;
+    }
+    return rc;
+}
+
 int model_backward(model *m, const float *dlogits, int B, train_mode mode, char *err, size_t errlen)
 {
     int n = m->n_layers;
     memcpy(m->dact[n], dlogits, sizeof(float) * (size_t)B * (size_t)m->classes);
     for (int i = n - 1; i >= 0; i--) {
         layer *L = &m->L[i];
-        const float *in = m->act[i], *out = m->act[i + 1], *dout = m->dact[i + 1];
         float *din = m->dact[i];
-        float *P = m->params + L->p_off, *G = m->grads + L->p_off;
-        int Rin = B * L->r_in;
-        memset(din, 0, sizeof(float) * (size_t)Rin * (size_t)L->c_in);
-        int rc = 0;
-        switch (L->spec.kind) {
-        case LAYER_PATCHES: patches_backward(din, dout, B, L->img_h, L->img_w, L->spec.arg); break;
-        case LAYER_PAD: pad_backward(din, dout, Rin, L->c_in, L->c_out); break;
-        case LAYER_CONCAT: concat_backward(din, dout, Rin, L->c_in, L->spec.arg); break;
-        case LAYER_READOUT: readout_backward(din, G, dout, in, P[0], Rin, L->c_in, L->c_out); break;
-        case LAYER_LINEAR:
-            linear_backward(din, G, G + (long)L->c_out * L->c_in, dout, in, P, Rin, L->c_in, L->c_out);
-            break;
-        case LAYER_TANH: tanh_backward(din, dout, out, (long)Rin * L->c_in); break;
-        case LAYER_PHYSICAL:
-            if (mode == MODE_IDEAL) {
-                rc = device_vjp(L->dev, dout, din, G);
-                if (rc)
-                    snprintf(err, errlen, "device %s: exact VJP: %s", L->dev->name, patctl_strerror(rc));
-            } else {
-                rc = surrogate_backward(L->sur, dout, din, G);
-                if (rc)
-                    snprintf(err, errlen, "surrogate of %s: VJP: %s", L->dev->name, patctl_strerror(rc));
-            }
-            break;
-        }
+        memset(din, 0, sizeof(float) * (size_t)B * (size_t)L->r_in * (size_t)L->c_in);
+        int rc = model_layer_backward(m, i, B, m->act[i], m->act[i + 1], m->dact[i + 1], din,
+                                      m->grads + L->p_off, mode, err, errlen);
         if (rc)
             return rc;
     }

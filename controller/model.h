@@ -57,6 +57,19 @@ int model_forward(model *m, const float *x, int B, pass_kind pass, char *err, si
  * (ideal). */
 int model_backward(model *m, const float *dlogits, int B, train_mode mode, char *err, size_t errlen);
 float *model_logits(model *m);
+
+/* One layer i of the graph on its own (the learning rules of controller/pc.c
+ * and dfa.c walk the graph layer by layer).  Forward: out [B*r_out, c_out]
+ * = f_i(in [B*r_in, c_in]); a physical layer queries its device per pass
+ * (and records last_pass).  Backward (VJP at the layer's last forward: in,
+ * out as given, a physical layer's surrogate tape, or its device's exact
+ * VJP when mode == MODE_IDEAL): ACCUMULATES din += J^T dout and G += the
+ * parameter gradient (G = m->grads + p_off, or another [p_len] buffer);
+ * din or G NULL skips that part. */
+int model_layer_forward(model *m, int i, const float *in, float *out, int B, pass_kind pass, char *err,
+                        size_t errlen);
+int model_layer_backward(model *m, int i, int B, const float *in, const float *out, const float *dout,
+                         float *din, float *G, train_mode mode, char *err, size_t errlen);
 void model_zero_grad(model *m);
 /* PAT, after model_backward: show every online surrogate what its device
  * measured for the batch just sent (surrogate_online_observe).  B = batch. */

@@ -50,7 +50,17 @@ static const bad_case bad[] = {
     {HEAD "[train]\nlr = nan\n", {"bad.ini:4:", "[train] lr", "'nan'"}},
     {HEAD "[train]\nepochs = 2.5\n", {"bad.ini:4:", "[train] epochs: expected an integer in 0..1000", "'2.5'"}},
     {HEAD "[train]\nbatch = 0\n", {"bad.ini:4:", "[train] batch: expected an integer in 1..65536", NULL}},
-    {HEAD "[train]\nmode = fast\n", {"bad.ini:4:", "[train] mode: expected pat, insilico, ideal or spsa", "'fast'"}},
+    {HEAD "[train]\nmode = fast\n", {"bad.ini:4:", "[train] mode: expected pat, insilico, ideal, spsa, pc, dfa or adfa", "'fast'"}},
+    {HEAD "[train]\nmode = pc\npc_variant = loose\n", {"bad.ini:5:", "[train] pc_variant: expected strict, fixedpred or exact", "'loose'"}},
+    {HEAD "[train]\nmode = pc\npc_eta = 2\n", {"bad.ini:5:", "[train] pc_eta: expected a number in (0, 2)", NULL}},
+    {HEAD "[train]\nmode = pc\npc_iters = 0\n", {"bad.ini:5:", "[train] pc_iters: expected an integer in 1..", NULL}},
+    {HEAD "[train]\nmode = pat\npc_iters = 5\n", {"bad.ini:5:", "pc_iters: only used with mode = pc", "mode is pat"}},
+    {HEAD "[train]\npc_eta = 0.5\nmode = dfa\n", {"bad.ini:4:", "only used with mode = pc", "mode is dfa"}},
+    {HEAD "[train]\nmode = dfa\ndfa_g = cos\n", {"bad.ini:5:", "dfa_g: only used with mode = adfa", "dfa uses g = 1"}},
+    {HEAD "[train]\nmode = adfa\ndfa_g = relu\n", {"bad.ini:5:", "[train] dfa_g: expected one, cos, sin, tanh or sech2", NULL}},
+    {HEAD "[train]\nbean = -1\n", {"bad.ini:4:", "[train] bean: expected a number >= 0", NULL}},
+    {HEAD "[train]\nbean_physical = 2\n", {"bad.ini:4:", "[train] bean_physical: expected an integer in 0..1", NULL}},
+    {HEAD DEV "dfa_roles = C:weight\n[train]\nmode = pat\n", {"bad.ini:6:", "[device a] dfa_roles: only used with mode = dfa or adfa", NULL}},
     {HEAD "[train]\nepochs = 1\nbatch = 8\nepochs = 2\n", {"bad.ini:6:", "[train] epochs: given twice", "line 4"}},
     {HEAD "[train]\n[data]\n", {"bad.ini:4:", "section [data] appears twice", "line 1"}},
     {HEAD "[device]\ndriver = oscillators\n", {"bad.ini:3:", "expected [device NAME]", NULL}},
@@ -215,6 +225,21 @@ static void test_roundtrip(void **state)
     snprintf(c.devices[0].surrogate, sizeof(c.devices[0].surrogate), "mlp-1");
     roundtrip(&c);
     read_example(&c, "fmnist-oscillators.ini");
+    roundtrip(&c);
+    /* the learning rules' own keys */
+    config_quickstart(&c);
+    c.mode = MODE_PC, c.pc_variant = PC_STRICT, c.pc_eta = 0.3 / 7, c.pc_iters = 13, c.bean = 1e-3 / 3;
+    c.bean_physical = 0;
+    roundtrip(&c);
+    config_quickstart(&c);
+    c.mode = MODE_ADFA, c.dfa_g = DFA_G_SECH2;
+    snprintf(c.devices[1].dfa_roles, sizeof(c.devices[1].dfa_roles), "C:fixed,e:bias_out");
+    roundtrip(&c);
+    /* normalising drops another rule's settings (so --mode pat on a pc file round-trips) */
+    c.mode = MODE_PAT, c.pc_iters = 3;
+    config_normalize(&c);
+    assert_int_equal(c.pc_iters, 20);
+    assert_string_equal(c.devices[1].dfa_roles, "");
     roundtrip(&c);
 }
 
