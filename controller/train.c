@@ -32,11 +32,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller/dfa.h"
 #include "controller/eval_pipe.h"
 #include "controller/loss.h"
 #include "controller/microbatch.h"
 #include "controller/model.h"
 #include "controller/optim.h"
+#include "controller/pc.h"
+#include "controller/regularize.h"
 #include "controller/progress.h"
 #include "controller/rng.h"
 
@@ -59,6 +62,8 @@ typedef struct trainer {
     float *dlogits;               /* [cap, classes] */
     size_t *idx;                  /* [n] the training set's permutation */
     float *p0, *g, *delta;        /* SPSA: [n_params] each */
+    pc_state pc;                  /* mode pc: beliefs and prediction errors */
+    dfa_state dfa;                /* modes dfa, adfa: feedback matrices, local rules */
 
     long steps_per_epoch, total_steps;
     int epoch;                    /* epochs completed */
@@ -464,7 +469,13 @@ static int trainer_init(trainer *t)
                 return fail(t, PATCTL_ERR_UNSUPPORTED, "mode ideal needs the device's exact VJP; device %s "
                             "(%s) has none (use pat, insilico or spsa)", m->devices[i]->name,
                             m->devices[i]->desc.model);
-    t->pass = c->mode == MODE_PAT ? PASS_PAT : c->mode == MODE_INSILICO ? PASS_SURROGATE : PASS_DEVICE;
+    t->pass = c->mode == MODE_PAT || c->mode == MODE_PC ? PASS_PAT
+            : c->mode == MODE_INSILICO                ? PASS_SURROGATE
+                                                      : PASS_DEVICE;
+    if (c->mode == MODE_PC && (rc = pc_init(&t->pc, m)))
+        return rc;
+    if ((c->mode == MODE_DFA || c->mode == MODE_ADFA) && (rc = dfa_init(&t->dfa, m, c, t->err, t->errlen)))
+        return rc;
     t->steps_per_epoch = (t->tr->n + c->batch - 1) / c->batch;
     t->total_steps = t->steps_per_epoch * c->epochs;
     if (t->rs) {
@@ -487,6 +498,8 @@ static void trainer_free(trainer *t)
     free(t->idx);
     free(t->dlogits);
     free(t->p0);
+    pc_free(&t->pc);
+    dfa_free(&t->dfa);
     for (int i = 0; i < CFG_MAX_DEVICES; i++)
         free(t->snap[i].last_theta);
 }
@@ -499,7 +512,17 @@ static void set_context(trainer *t, const char *phase)
         runstore_set_context(t->rs, t->res->steps + 1, phase);
 }
 
-/* Forward (by pass), loss on what came out, backward by mode, optimiser. */
+/* grads += the BEAN regulariser's gradient ([train] bean > 0). */
+static int add_bean(trainer *t, float *grads)
+{
+    int rc = 0;
+    if (t->c->bean > 0)
+        model_bean(&t->m, t->c->bean, t->c->bean_physical, grads, &rc);
+    return rc;
+}
+
+/* Forward (by pass), loss on what came out, backward by mode (or the PC
+ * or DFA update direction), BEAN, optimiser. */
 static int step_gradient(trainer *t, int B, double *loss, int *hits)
 {
     model *m = &t->m;
@@ -511,9 +534,20 @@ static int step_gradient(trainer *t, int B, double *loss, int *hits)
     if (!isfinite(*loss))
         return fail(t, PATCTL_ERR_NUMERIC, "step %ld: the loss is %g", t->res->steps + 1, *loss);
     model_zero_grad(m);
-    if ((rc = model_backward(m, t->dlogits, B, t->c->mode, t->err, t->errlen)))
+    const run_config *c = t->c;
+    if (c->mode == MODE_PC) {
+        set_context(t, "pc"); /* strict measures predictions at the beliefs */
+        rc = pc_gradient(&t->pc, m, t->dlogits, t->y, B, c->pc_variant, c->pc_eta, c->pc_iters, t->err, t->errlen);
+    } else if (c->mode == MODE_DFA || c->mode == MODE_ADFA) {
+        rc = dfa_gradient(&t->dfa, m, t->dlogits, B, t->err, t->errlen);
+    } else {
+        rc = model_backward(m, t->dlogits, B, c->mode, t->err, t->errlen);
+    }
+    if (rc)
         return rc;
-    if (t->c->mode == MODE_PAT && (rc = model_observe(m, B, t->err, t->errlen)))
+    if (c->mode == MODE_PAT && (rc = model_observe(m, B, t->err, t->errlen)))
+        return rc;
+    if ((rc = add_bean(t, m->grads)))
         return rc;
     optimizer_step(&t->opt, m->params, m->grads);
     model_project(m);
@@ -569,6 +603,9 @@ static int step_spsa(trainer *t, int B, double *loss, int *hits)
         lsum += 0.5 * (L[0] + L[1]);
     }
     memcpy(m->params, t->p0, sizeof(float) * (size_t)n);
+    int rc = add_bean(t, t->g);
+    if (rc)
+        return rc;
     optimizer_step(&t->opt, m->params, t->g);
     model_project(m);
     *loss = lsum / S;
@@ -778,6 +815,14 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
     }
     if (c->mode == MODE_SPSA && !(c->spsa_c > 0 && c->spsa_samples > 0)) {
         snprintf(err, errlen, "spsa needs spsa_c > 0 and spsa_samples >= 1");
+        return PATCTL_ERR_ARG;
+    }
+    if (c->mode == MODE_PC && !(c->pc_eta > 0 && c->pc_eta < 2 && c->pc_iters >= 1)) {
+        snprintf(err, errlen, "pc needs pc_eta in (0, 2) and pc_iters >= 1");
+        return PATCTL_ERR_ARG;
+    }
+    if (!(c->bean >= 0)) {
+        snprintf(err, errlen, "bean must be >= 0");
         return PATCTL_ERR_ARG;
     }
     if (train->h != test->h || train->w != test->w || train->n <= 0) {

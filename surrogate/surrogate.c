@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+atomic_long surrogate_backward_calls;
+
 void surrogate_destroy(surrogate **sp)
 {
     if (!sp || !*sp)

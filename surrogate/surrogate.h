@@ -6,6 +6,8 @@
 #ifndef PATCTL_SURROGATE_H
 #define PATCTL_SURROGATE_H
 
+#include <stdatomic.h>
+
 #include "surrogate/circuit.h"
 #include "surrogate/oscillator.h"
 #include "surrogate/shg.h"
@@ -31,9 +33,14 @@ static inline int surrogate_forward(surrogate *s, const float *theta,
 {
     return s->ops->forward(s, theta, x, B, y);
 }
+/* Calls of surrogate_backward in this process (every surrogate, every
+ * thread): tests check that a learning rule uses none (DFA). */
+extern atomic_long surrogate_backward_calls;
+
 static inline int surrogate_backward(surrogate *s, const float *gy, float *gx,
                                      float *gtheta)
 {
+    atomic_fetch_add_explicit(&surrogate_backward_calls, 1, memory_order_relaxed);
     return s->ops->backward(s, gy, gx, gtheta);
 }
 /* Frees *sp and sets it to NULL; accepts NULL and *sp == NULL. */
