@@ -36,7 +36,7 @@ double bean_forward(const float *W, int O, int I, double alpha, float *scratch)
         for (int j = 0; j < I; j++)
             s -= 2.0 * (double)A[(long)i * I + j] * G[(long)i * I + j];
     }
-    return alpha * s / ((double)I * I);
+    return alpha * s;
 }
 
 void bean_backward(const float *W, int O, int I, double alpha, float *Gout, float *scratch)
@@ -50,7 +50,7 @@ void bean_backward(const float *W, int O, int I, double alpha, float *Gout, floa
     for (int i = 0; i < I; i++)
         for (int j = 0; j < I; j++)
             D[(long)i * I + j] = G[(long)i * I + i] + G[(long)j * I + j] - 2.0f * G[(long)i * I + j];
-    float c = (float)(alpha / ((double)I * I));
+    float c = (float)alpha;
     /* T = W A, then the through-D term 4 (W diag(d) - W A) */
     blas_sgemm(0, 0, O, I, I, 1.0f, W, A, 0.0f, T);
     for (int o = 0; o < O; o++)
