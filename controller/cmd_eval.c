@@ -10,6 +10,7 @@
 #include "controller/commands.h"
 #include "controller/model.h"
 #include "controller/progress.h"
+#include "controller/regularize.h"
 #include "controller/rng.h"
 #include "controller/run_setup.h"
 #include "controller/runstore.h"
@@ -21,7 +22,7 @@ static const char *const fmnist_classes[10] = {"T-shirt", "Trouser", "Pullover",
 static void eval_usage(FILE *f)
 {
     fprintf(f, "usage: patctl eval RUN [--checkpoint ID] [--test-limit N] [--batch N] [--eval-inflight N]\n"
-               "                   [--quiet]\n"
+               "                   [--prune F[,F...]] [--prune-physical 0|1] [--quiet]\n"
                "\n"
                "Loads a checkpoint of run directory RUN (default: the last one), builds its\n"
                "model with the run's devices, evaluates the run's test set on the devices and\n"
@@ -31,7 +32,14 @@ static void eval_usage(FILE *f)
                "The evaluation (and its device journal) is recorded in RUN/run.sqlite.\n"
                "--eval-inflight N: test batches in flight (1..8; default: the run's\n"
                "[train] eval_inflight); pipelined only when every physical device is\n"
-               "remote; the results are the same.\n");
+               "remote; the results are the same.\n"
+               "--prune F[,F...]: evaluate the checkpoint after zeroing the fraction F (0..1)\n"
+               "of smallest-magnitude entries of every digital linear weight matrix and\n"
+               "(--prune-physical 1, default) every physical coupling matrix (oscillator\n"
+               "couplings as symmetric pairs (C_ij, C_ji), the unused diagonal kept), once\n"
+               "per F, each from the checkpoint's own parameters and device counters; every\n"
+               "evaluation is recorded with its pruning (evaluation.pruned, pruned_entries,\n"
+               "prunable_entries) and patctl report draws pruning.png.\n");
 }
 
 static void print_confusion(const run_config *c, const int conf[10][10], int classes)
@@ -60,7 +68,10 @@ int cmd_eval(int argc, char **argv)
     const char *run = NULL;
     long long ck_id = 0;
     long test_limit = -1, batch = 0, inflight = 0;
-    int quiet = 0;
+    int quiet = 0, prune_physical = 1;
+    enum { MAX_PRUNE = 32 };
+    double prune[MAX_PRUNE];
+    int n_prune = 0;
     for (int i = 1; i < argc; i++) {
         char *end;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -82,6 +93,24 @@ int cmd_eval(int argc, char **argv)
             inflight = strtol(argv[++i], &end, 10);
             if (*end || inflight < 1 || inflight > 8)
                 goto bad;
+        } else if (strcmp(argv[i], "--prune") == 0 && i + 1 < argc) {
+            char list[512];
+            snprintf(list, sizeof(list), "%s", argv[++i]);
+            char *save = NULL;
+            n_prune = 0;
+            for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                double v = strtod(t, &end);
+                if (*end || end == t || !(v >= 0 && v <= 1) || n_prune == MAX_PRUNE)
+                    goto bad;
+                prune[n_prune++] = v;
+            }
+            if (!n_prune)
+                goto bad;
+        } else if (strcmp(argv[i], "--prune-physical") == 0 && i + 1 < argc) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || (v != 0 && v != 1))
+                goto bad;
+            prune_physical = (int)v;
         } else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
             quiet = 1;
         } else if (argv[i][0] != '-' && !run) {
@@ -152,26 +181,52 @@ int cmd_eval(int argc, char **argv)
             snprintf(err, sizeof(err), "%s", runstore_error(rs));
     }
     device_stats before = model_device_stats(&m);
-    if (!rc) {
-        runstore_set_context(rs, ck.step, "eval");
-        if (!quiet)
-            printf("patctl eval: run %s, checkpoint %lld (step %ld, epoch %d), %ld test images on the device\n",
-                   run, (long long)ck.id, ck.step, ck.epoch, te.n);
-        rc = train_evaluate_inflight(&m, &te, c.eval_batch, c.eval_inflight, 1, NULL, &patctl_stop, &acc, conf, err,
-                                     sizeof(err));
+    int passes = n_prune ? n_prune : 1;
+    double last_acc = 0;
+    for (int k = 0; k < passes && !rc; k++) {
+        double t1 = now_seconds();
+        long pruned = 0, prunable = 0;
+        device_stats b0 = model_device_stats(&m);
+        if (k > 0) /* every pass from the checkpoint's own device state: the same noise */
+            rc = train_restore_devices(&m, &ck, err, sizeof(err));
+        if (!rc && n_prune) {
+            memcpy(m.params, ck.params, sizeof(float) * (size_t)m.n_params);
+            rc = model_prune(&m, m.params, prune[k], prune_physical, &pruned, &prunable);
+            if (!rc && prunable == 0) {
+                snprintf(err, sizeof(err), "--prune: the model has no weight or coupling matrix to prune");
+                rc = PATCTL_ERR_ARG;
+            }
+        }
+        if (!rc) {
+            runstore_set_context(rs, ck.step, "eval");
+            if (!quiet && k == 0)
+                printf("patctl eval: run %s, checkpoint %lld (step %ld, epoch %d), %ld test images on the device\n",
+                       run, (long long)ck.id, ck.step, ck.epoch, te.n);
+            if (!quiet && k == 0 && n_prune)
+                printf("pruning (%s): fraction  pruned / prunable  accuracy\n",
+                       prune_physical ? "digital weights and physical couplings" : "digital weights only");
+            rc = train_evaluate_inflight(&m, &te, c.eval_batch, c.eval_inflight, 1, NULL, &patctl_stop, &acc, conf,
+                                         err, sizeof(err));
+        }
+        device_stats u = model_device_stats(&m);
+        if (!rc) {
+            eval_record er = {.step = ck.step, .epoch = ck.epoch, .checkpoint = ck.id, .n = te.n, .accuracy = acc,
+                              .seconds = now_seconds() - t1, .device_queries = u.queries - b0.queries,
+                              .classes = 10, .confusion = &conf[0][0], .pruned = n_prune ? prune[k] : 0,
+                              .pruned_entries = pruned, .prunable_entries = prunable};
+            if (runstore_evaluation(rs, &er)) {
+                snprintf(err, sizeof(err), "%s", runstore_error(rs));
+                rc = PATCTL_ERR_IO;
+            }
+            last_acc = acc;
+            if (n_prune)
+                printf("  %.3f  %ld / %ld  %.2f%%\n", prune[k], pruned, prunable, 100.0 * acc);
+        }
     }
+    acc = last_acc;
     device_stats used = model_device_stats(&m);
     used.queries -= before.queries, used.samples -= before.samples, used.seconds -= before.seconds;
     int safe = m.n_devices ? model_make_safe(&m) == 0 : 1;
-    if (!rc) {
-        eval_record er = {.step = ck.step, .epoch = ck.epoch, .checkpoint = ck.id, .n = te.n, .accuracy = acc,
-                          .seconds = now_seconds() - t0, .device_queries = used.queries, .classes = 10,
-                          .confusion = &conf[0][0]};
-        if (runstore_evaluation(rs, &er)) {
-            snprintf(err, sizeof(err), "%s", runstore_error(rs));
-            rc = PATCTL_ERR_IO;
-        }
-    }
     if (session) {
         runstore_stop stop = {.status = rc == 0 ? "success" : rc == PATCTL_ERR_INTERRUPTED ? "abort" : "fail",
                               .reason = rc ? err : NULL, .steps = ck.step, .epochs_done = ck.epoch,
@@ -181,7 +236,7 @@ int cmd_eval(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "patctl eval: %s\n", err[0] ? err : patctl_strerror(rc));
     } else {
-        if (!quiet)
+        if (!quiet && !n_prune)
             print_confusion(&c, (const int(*)[10])conf, m.classes < 10 ? m.classes : 10);
         printf("accuracy %.2f%% (%ld test images on the device, %llu device queries, %.1f s)\n", 100.0 * acc, te.n,
                (unsigned long long)used.queries, now_seconds() - t0);

@@ -531,8 +531,11 @@ int cmd_export(int argc, char **argv)
         {"step", runstore_schema_version(rs) >= 2 ? "SELECT * FROM step ORDER BY attempt"
                                                    : "SELECT * FROM step ORDER BY step"},
         {"epoch", "SELECT * FROM epoch ORDER BY epoch"},
-        {"evaluation", "SELECT id, session, t, step, epoch, checkpoint, n, accuracy, seconds, device_queries, classes"
-                       " FROM evaluation ORDER BY id"},
+        {"evaluation", runstore_schema_version(rs) >= 3
+                           ? "SELECT id, session, t, step, epoch, checkpoint, n, accuracy, seconds, device_queries,"
+                             " classes, pruned, pruned_entries, prunable_entries FROM evaluation ORDER BY id"
+                           : "SELECT id, session, t, step, epoch, checkpoint, n, accuracy, seconds, device_queries,"
+                             " classes FROM evaluation ORDER BY id"},
         {"query", "SELECT id, session, device, qid, step, phase, batch, attempt, ramp, rc, setting, t_start, t_end,"
                   " superseded FROM query ORDER BY id"},
         {"log", "SELECT * FROM log ORDER BY id"},

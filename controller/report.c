@@ -84,6 +84,8 @@ int report_make(const char *const *runs, int n, const report_options *o, report_
             rc = frc;
         if (!rc && (frc = report_confusion(c)) == PATCTL_ERR_NOMEM)
             rc = frc;
+        if (!rc && (frc = report_pruning(c)) == PATCTL_ERR_NOMEM)
+            rc = frc;
         if (!rc && n == 1) {
             if ((frc = report_device(c)) == PATCTL_ERR_NOMEM)
                 rc = frc;

@@ -324,11 +324,34 @@ static int load_metrics(rep_run *r, char *err, size_t errlen)
     sqlite3_finalize(st);
     if (rc)
         return rc;
-    st = prep(r, "SELECT id, step, epoch, n, accuracy, seconds, device_queries, classes, confusion, t"
-                 " FROM evaluation ORDER BY id", err, errlen);
+    /* schema 3: pruned evaluations (prunable_entries > 0) are kept apart */
+    sqlite3_stmt *probe = NULL;
+    int has_prune = sqlite3_prepare_v2(r->db, "SELECT prunable_entries FROM evaluation LIMIT 0", -1, &probe,
+                                       NULL) == SQLITE_OK;
+    sqlite3_finalize(probe);
+    st = prep(r, has_prune ? "SELECT id, step, epoch, n, accuracy, seconds, device_queries, classes, confusion, t,"
+                             " pruned, pruned_entries, prunable_entries, checkpoint FROM evaluation ORDER BY id"
+                           : "SELECT id, step, epoch, n, accuracy, seconds, device_queries, classes, confusion, t"
+                             " FROM evaluation ORDER BY id",
+              err, errlen);
     if (!st)
         return PATCTL_ERR_FORMAT;
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        if (has_prune && sqlite3_column_int64(st, 12) > 0) {
+            rep_prune *p = realloc(r->prunes, sizeof(*p) * (size_t)(r->n_prunes + 1));
+            if (!p) {
+                rc = PATCTL_ERR_NOMEM;
+                break;
+            }
+            r->prunes = p;
+            p = &p[r->n_prunes++];
+            p->fraction = dbl_col(st, 10);
+            p->accuracy = dbl_col(st, 4);
+            p->pruned = (long)sqlite3_column_int64(st, 11);
+            p->prunable = (long)sqlite3_column_int64(st, 12);
+            p->checkpoint = (long)sqlite3_column_int64(st, 13);
+            continue;
+        }
         rep_eval *e = realloc(r->evals, sizeof(*e) * (size_t)(r->n_evals + 1));
         if (!e) {
             rc = PATCTL_ERR_NOMEM;
@@ -573,6 +596,7 @@ void rep_run_free(rep_run *r)
     free(r->epochs);
     for (int i = 0; i < r->n_evals; i++)
         free(r->evals[i].confusion);
+    free(r->prunes);
     free(r->evals);
     free(r->ckpts);
     memset(r, 0, sizeof(*r));

@@ -303,6 +303,18 @@ static void metrics_tables(FILE *f, const rep_run *r)
             fputs("</table></details>\n", f);
         }
     }
+    if (r->n_prunes) {
+        fputs("<h3>Evaluations after pruning (patctl eval --prune)</h3>\n<table><tr><th>checkpoint</th>"
+              "<th>fraction asked</th><th>weights / couplings zeroed</th><th>accuracy</th></tr>\n", f);
+        for (int e = 0; e < r->n_prunes; e++) {
+            const rep_prune *x = &r->prunes[e];
+            fprintf(f, "<tr><td>%ld</td><td>%.3f</td><td>%ld of %ld</td><td>", x->checkpoint, x->fraction, x->pruned,
+                    x->prunable);
+            num(f, 100 * x->accuracy, "%.2f %%");
+            fputs("</td></tr>\n", f);
+        }
+        fputs("</table>\n", f);
+    }
 }
 
 static void gap_table(FILE *f, const rep_ctx *c)

@@ -65,6 +65,13 @@ typedef struct rep_eval {
     int *confusion;        /* [classes, classes] true x predicted, owned (NULL = none) */
 } rep_eval;
 
+/* An evaluation of pruned parameters (patctl eval --prune; schema 3). */
+typedef struct rep_prune {
+    long checkpoint;
+    double fraction, accuracy;   /* fraction asked, accuracy on the device */
+    long pruned, prunable;       /* weights/couplings zeroed, of how many */
+} rep_prune;
+
 typedef struct rep_ckpt {
     long id, step;
     int epoch, final;
@@ -95,7 +102,9 @@ typedef struct rep_run {
     int n_epochs;
     rep_epoch *epochs;
     int n_evals;
-    rep_eval *evals;
+    rep_eval *evals;       /* evaluations of the parameters as trained */
+    int n_prunes;
+    rep_prune *prunes;     /* evaluations after pruning (not in evals) */
     int n_ckpts;
     rep_ckpt *ckpts;
     long n_log;
@@ -213,6 +222,7 @@ int report_confusion(rep_ctx *c);     /* confusion.png */
 int report_coupling(rep_ctx *c);      /* coupling_DEV.png per oscillator device */
 int report_device(rep_ctx *c);        /* device_DEV.png per device (parameters, drift, events) and surrogate.png */
 int report_fit(rep_ctx *c);           /* fit.png from patctl fit outputs */
+int report_pruning(rep_ctx *c);       /* pruning.png: accuracy vs fraction pruned (runs compared) */
 int report_html(rep_ctx *c, char *err, size_t errlen);
 
 /* HTML-escape text to f. */

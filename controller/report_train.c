@@ -451,3 +451,66 @@ int report_confusion(rep_ctx *c)
         fprintf(f, "unset multiplot\n");
     return fig_end(c, &fg);
 }
+
+/* pruning.png: test accuracy on the device against the fraction of weights
+ * and couplings pruned (patctl eval --prune), one line per run: how much a
+ * regulariser such as BEAN lets be removed.  Drawn only when some run has
+ * pruned evaluations (else nothing is missing: the figure does not apply). */
+int report_pruning(rep_ctx *c)
+{
+    int any = 0;
+    for (int i = 0; i < c->n_runs; i++)
+        any |= c->runs[i].n_prunes > 0;
+    if (!any)
+        return 0;
+    const char *name = "pruning", *title = "Accuracy against the fraction pruned";
+    rep_fig fg;
+    if (!fig_begin(c, &fg, name, title, 1100, 650))
+        return PATCTL_ERR_NOMEM;
+    report_figure *m = fg.meta;
+    snprintf(m->caption, sizeof(m->caption),
+             "patctl eval --prune: each point is an evaluation on the device of a checkpoint after zeroing the "
+             "given fraction of smallest-magnitude entries of every digital weight matrix and physical coupling "
+             "matrix (oscillator couplings as symmetric pairs); the number is the accuracy.%s",
+             c->n_runs > 1 ? " One line per run." : "");
+    FILE *f = fg.f;
+    char t[400];
+    fprintf(f, "set xlabel 'fraction of weights / couplings pruned'\nset ylabel 'test accuracy on the device (%%)'\n"
+               "set xrange [-0.02:1.02]\nset key bottom left\nset grid\n");
+    for (int i = 0; i < c->n_runs; i++) {
+        const rep_run *r = &c->runs[i];
+        if (!r->n_prunes)
+            continue;
+        fprintf(f, "$P%d << EOD\n", i);
+        /* in fraction order (the sweep's order as stored may differ) */
+        for (int pass = 0; pass < r->n_prunes; pass++)
+            for (int a = 0; a < r->n_prunes; a++) {
+                int rank = 0;
+                for (int b = 0; b < r->n_prunes; b++)
+                    rank += r->prunes[b].fraction < r->prunes[a].fraction ||
+                            (r->prunes[b].fraction == r->prunes[a].fraction && b < a);
+                if (rank != pass)
+                    continue;
+                double frac = r->prunes[a].prunable ? (double)r->prunes[a].pruned / r->prunes[a].prunable
+                                                    : r->prunes[a].fraction;
+                gp_num(f, frac);
+                fputc(' ', f);
+                gp_num(f, 100.0 * r->prunes[a].accuracy);
+                fputc('\n', f);
+            }
+        fprintf(f, "EOD\n");
+    }
+    fprintf(f, "plot ");
+    int k = 0;
+    for (int i = 0; i < c->n_runs; i++) {
+        const rep_run *r = &c->runs[i];
+        if (!r->n_prunes)
+            continue;
+        fprintf(f, "%s$P%d using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title %s, "
+                   "$P%d using 1:2:(sprintf('%%.1f', $2)) with labels offset 0,1 font ',9' tc rgb '%s' notitle",
+                k ? ", " : "", i, gp_color(i), gp_str(t, sizeof(t), r->label), i, gp_color(i));
+        k++;
+    }
+    fprintf(f, "\n");
+    return fig_end(c, &fg);
+}

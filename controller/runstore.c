@@ -32,6 +32,13 @@
     " loss REAL, accuracy REAL, device_seconds REAL, compute_seconds REAL, device_queries INTEGER,"     \
     " status TEXT NOT NULL DEFAULT 'ok', attempt INTEGER PRIMARY KEY, rc INTEGER, error TEXT)"
 
+/* Schema 3: an evaluation of pruned parameters (patctl eval --prune F)
+ * says so: the fraction asked, the weights / couplings zeroed and how many
+ * could have been. */
+#define EVAL_PRUNE_COLUMNS                                                                            \
+    ", pruned REAL NOT NULL DEFAULT 0, pruned_entries INTEGER NOT NULL DEFAULT 0,"                   \
+    " prunable_entries INTEGER NOT NULL DEFAULT 0"
+
 /* The schema.  Times are seconds since the Unix epoch (REAL); arrays are
  * little-endian BLOBs; "device" columns are device.idx. */
 static const char *const SCHEMA =
@@ -66,7 +73,7 @@ static const char *const SCHEMA =
     "CREATE TABLE evaluation("
     " id INTEGER PRIMARY KEY, session INTEGER, t REAL, step INTEGER, epoch INTEGER,"
     " checkpoint INTEGER, n INTEGER, accuracy REAL, seconds REAL, device_queries INTEGER,"
-    " classes INTEGER, confusion BLOB);\n"
+    " classes INTEGER, confusion BLOB" EVAL_PRUNE_COLUMNS ");\n"
     "CREATE TABLE setting(id INTEGER PRIMARY KEY, device INTEGER, theta BLOB);\n"
     "CREATE TABLE query("
     " id INTEGER PRIMARY KEY, session INTEGER, device INTEGER, qid INTEGER, step INTEGER,"
@@ -458,6 +465,30 @@ static int migrate_v2(runstore *rs)
     return exec(rs, "COMMIT");
 }
 
+/* Schema 2 -> 3, in place (a store opened for writing): evaluation gets
+ * pruned, pruned_entries, prunable_entries (0: no pruning, as before). */
+static int migrate_v3(runstore *rs)
+{
+    int rc = exec(rs, "BEGIN IMMEDIATE");
+    if (rc)
+        return rc;
+    if (!has_column(rs, "evaluation", "pruned"))
+        rc = exec(rs, "ALTER TABLE evaluation ADD COLUMN pruned REAL NOT NULL DEFAULT 0;"
+                      "ALTER TABLE evaluation ADD COLUMN pruned_entries INTEGER NOT NULL DEFAULT 0;"
+                      "ALTER TABLE evaluation ADD COLUMN prunable_entries INTEGER NOT NULL DEFAULT 0;");
+    if (!rc)
+        rc = exec(rs, "UPDATE run SET schema_version = 3");
+    if (rc) {
+        char keep[sizeof(rs->err)];
+        memcpy(keep, rs->err, sizeof(keep));
+        exec(rs, "ROLLBACK");
+        memcpy(rs->err, keep, sizeof(keep));
+        return rc;
+    }
+    rs->version = 3;
+    return exec(rs, "COMMIT");
+}
+
 int runstore_open(runstore **out, const char *dir, int writable, char *err, size_t errlen)
 {
     char path[1200];
@@ -491,6 +522,7 @@ int runstore_open(runstore **out, const char *dir, int writable, char *err, size
     rs->version = version;
     if (writable && ((rc = exec(rs, "PRAGMA synchronous = NORMAL")) ||
                      (version < 2 && (rc = migrate_v2(rs))) ||
+                     (version < 3 && (rc = migrate_v3(rs))) ||
                      (rc = prepare_all(rs)) ||
                      (rc = start_checkpointer(rs)))) {
         snprintf(err, errlen, "%s: %s", path, rs->err);
@@ -1034,7 +1066,8 @@ int runstore_evaluation(runstore *rs, const eval_record *e)
     int rc = tx(rs);
     if (!rc)
         rc = prepare(rs, &st, "INSERT INTO evaluation(session, t, step, epoch, checkpoint, n, accuracy, seconds,"
-                              " device_queries, classes, confusion) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+                              " device_queries, classes, confusion, pruned, pruned_entries, prunable_entries)"
+                              " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!rc) {
         sqlite3_bind_int64(st, 1, rs->session);
         sqlite3_bind_double(st, 2, wall_now());
@@ -1048,6 +1081,9 @@ int runstore_evaluation(runstore *rs, const eval_record *e)
         sqlite3_bind_int64(st, 9, (sqlite3_int64)e->device_queries);
         sqlite3_bind_int(st, 10, e->classes);
         bind_le32(rs, st, 11, e->confusion, (long)e->classes * e->classes);
+        sqlite3_bind_double(st, 12, e->pruned);
+        sqlite3_bind_int64(st, 13, e->pruned_entries);
+        sqlite3_bind_int64(st, 14, e->prunable_entries);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = set_err(rs, PATCTL_ERR_IO, "storing an evaluation");
     }

@@ -32,9 +32,10 @@
 
 #define RUNSTORE_FILE "run.sqlite"
 /* 2: step rows of skipped steps (status, attempt, rc, error), checkpoint
- * failed_in_row; schema-1 stores are read as they are and migrated in place
- * when opened for writing. */
-#define RUNSTORE_SCHEMA_VERSION 2
+ * failed_in_row; 3: evaluation pruned, pruned_entries, prunable_entries.
+ * Older stores are read as they are and migrated in place when opened for
+ * writing. */
+#define RUNSTORE_SCHEMA_VERSION 3
 
 struct model;
 typedef struct runstore runstore;
@@ -69,9 +70,10 @@ char *runstore_config_text(runstore *rs);
 /* ---- sessions (one per process) and the stop record ---- */
 int runstore_session_begin(runstore *rs, const char *kind, const char *argv, int64_t resumed_from);
 int64_t runstore_session(const runstore *rs);
-/* The store's schema version: RUNSTORE_SCHEMA_VERSION, or 1 for an older
- * store opened read-only (its step table has no status/attempt/rc/error and
- * no rows for skipped steps; its checkpoints no failed_in_row). */
+/* The store's schema version: RUNSTORE_SCHEMA_VERSION, or 1 / 2 for an
+ * older store opened read-only (2: evaluation has no pruning columns; 1
+ * also: its step table has no status/attempt/rc/error and no rows for
+ * skipped steps, its checkpoints no failed_in_row). */
 int runstore_schema_version(const runstore *rs);
 typedef struct runstore_stop {
     const char *status;     /* "success" | "abort" | "fail" */
@@ -136,6 +138,8 @@ typedef struct eval_record {
     uint64_t device_queries;  /* made by this evaluation */
     int classes;
     const int *confusion;   /* [classes, classes] [true][predicted] */
+    double pruned;          /* patctl eval --prune: fraction asked (0 = none) */
+    long pruned_entries, prunable_entries;  /* weights/couplings zeroed, of how many */
 } eval_record;
 int runstore_evaluation(runstore *rs, const eval_record *e);
 

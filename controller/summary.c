@@ -69,6 +69,17 @@ int summary_write(const char *dir, const run_config *c, const train_result *r,
         cJSON_AddNumberToObject(o, "spsa_c", c->spsa_c);
         cJSON_AddNumberToObject(o, "spsa_samples", c->spsa_samples);
     }
+    if (c->mode == MODE_PC) {
+        cJSON_AddStringToObject(o, "pc_variant", pc_variant_name(c->pc_variant));
+        cJSON_AddNumberToObject(o, "pc_eta", c->pc_eta);
+        cJSON_AddNumberToObject(o, "pc_iters", c->pc_iters);
+    }
+    if (c->mode == MODE_ADFA)
+        cJSON_AddStringToObject(o, "dfa_g", dfa_g_name(c->dfa_g));
+    if (c->bean > 0) {
+        cJSON_AddNumberToObject(o, "bean", c->bean);
+        cJSON_AddBoolToObject(o, "bean_physical", c->bean_physical);
+    }
     cJSON_AddStringToObject(o, "config_source", c->source);
     cJSON_AddStringToObject(o, "run_store", "run.sqlite");
     cJSON_AddBoolToObject(o, "resumed", r->resumed);

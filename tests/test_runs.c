@@ -355,9 +355,25 @@ static void test_eval_reproduces(void **state)
     assert_int_equal(q_int(dir, "SELECT COUNT(*) FROM session WHERE kind = 'eval' AND status = 'success'"), 1);
     assert_int_equal(q_int(dir, "SELECT COUNT(*) FROM evaluation"), 2);
     free(acc);
-    free(acc2);
     const char *bad[] = {"eval", "/nonexistent/run", NULL};
     assert_int_equal(run_sync(log, bad), 1);
+    /* pruning: each fraction from the checkpoint's own state; fraction 0 is
+     * the plain evaluation; the rows say what was pruned */
+    const char *pr[] = {"eval", dir, "--prune", "0,0.5,1", "--quiet", NULL};
+    st = run_sync(log, pr);
+    print_log(log);
+    assert_int_equal(st, 0);
+    assert_int_equal(q_int(dir, "SELECT COUNT(*) FROM evaluation WHERE prunable_entries > 0"), 3);
+    long long total = q_int(dir, "SELECT prunable_entries FROM evaluation ORDER BY id DESC LIMIT 1");
+    /* tiny.ini: linear 26 x 208, coupling pairs of a (52) and b (26) */
+    assert_int_equal(total, 26 * 208 + 52 * 51 / 2 + 26 * 25 / 2);
+    assert_int_equal(q_int(dir, "SELECT pruned_entries FROM evaluation ORDER BY id DESC LIMIT 1"), total);
+    char *a0 = q_text(dir, "SELECT printf('%.17g', accuracy) FROM evaluation WHERE prunable_entries > 0 AND pruned = 0");
+    assert_string_equal(a0, acc2 ? acc2 : "");
+    free(a0);
+    const char *pbad[] = {"eval", dir, "--prune", "1.5", NULL};
+    assert_int_equal(run_sync(log, pbad), 2);
+    free(acc2);
 }
 
 static void test_export(void **state)
@@ -390,6 +406,63 @@ static void test_export(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* The learning rules beyond PAT (pc strict/fixedpred, dfa, adfa, BEAN):
+ * a run stopped by SIGTERM mid-run and resumed ends bit-identical to the
+ * same run uninterrupted; strict's extra measurements are journaled with
+ * phase pc. */
+static void test_rules_resume(void **state)
+{
+    (void)state;
+    const char *rules[][8] = {
+        {"--mode", "pc", "--pc-variant", "strict", "--pc-iters", "3", NULL},
+        {"--mode", "pc", "--pc-iters", "4", NULL},
+        {"--mode", "dfa", NULL},
+        {"--mode", "adfa", "--dfa-g", "sin", NULL},
+        {"--mode", "pat", "--bean", "0.01", NULL},
+    };
+    for (int k = 0; k < 5; k++) {
+        char ref[400], dir[400], log[420];
+        snprintf(ref, sizeof(ref), "%s/rule%d-ref", tmp, k);
+        snprintf(dir, sizeof(dir), "%s/rule%d", tmp, k);
+        snprintf(log, sizeof(log), "%s/rule%d.log", tmp, k);
+        const char *args[24] = {"train", "--config", CONFIG, "--out", ref, "--quiet"};
+        int n = 6;
+        for (int j = 0; rules[k][j]; j++)
+            args[n++] = rules[k][j];
+        args[n] = NULL;
+        int st = run_sync(log, args);
+        if (st)
+            print_log(log);
+        assert_int_equal(st, 0);
+        args[4] = dir;
+        pid_t pid = spawn(log, args);
+        assert_true(wait_step(pid, dir, 25));
+        kill(pid, SIGTERM);
+        assert_int_equal(wait_for(pid), 130);
+        long long at = q_int(dir, "SELECT MAX(step) FROM step");
+        const char *r[] = {"train", "--resume", dir, "--quiet", NULL};
+        st = run_sync(log, r);
+        if (st)
+            print_log(log);
+        assert_int_equal(st, 0);
+        char *mode = q_text(dir, "SELECT mode FROM run");
+        printf("  %s %s%s%s: stopped at step %lld, resumed: same result; test accuracy %s\n", rules[k][1],
+               rules[k][2] ? rules[k][2] : "", rules[k][2] ? " " : "", rules[k][2] ? rules[k][3] : "", at,
+               q_text(ref, "SELECT printf('%.4f', accuracy) FROM evaluation ORDER BY id DESC LIMIT 1"));
+        assert_string_equal(mode, rules[k][1]);
+        free(mode);
+        assert_same_result(ref, dir);
+        if (k == 0) {
+            /* strict, 3 iterations: 2 extra measurements per device per step */
+            long long pc = q_int(ref, "SELECT COUNT(*) FROM query WHERE phase = 'pc' AND batch > 0 AND rc = 0");
+            long long tr = q_int(ref, "SELECT COUNT(*) FROM query WHERE phase = 'train' AND batch > 0 AND rc = 0");
+            printf("  strict: %lld journaled train queries, %lld pc queries\n", tr, pc);
+            assert_int_equal(tr, 2 * 60);
+            assert_int_equal(pc, 2 * 2 * 60);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_and_sigint),
         cmocka_unit_test(test_eval_reproduces),
         cmocka_unit_test(test_export),
+        cmocka_unit_test(test_rules_resume),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

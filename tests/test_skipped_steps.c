@@ -330,7 +330,7 @@ static void test_schema1_store(void **state)
     rc = run(dir, "fail_runs=1-", 1, 0, &res, err, sizeof(err));
     assert_int_equal(rc, PATCTL_ERR_DEVICE);
     assert_int_equal(res.skipped_steps, 2 + MAX_FAILED);
-    assert_int_equal(q_int(dir, "SELECT schema_version FROM run"), 2);
+    assert_int_equal(q_int(dir, "SELECT schema_version FROM run"), RUNSTORE_SCHEMA_VERSION);
     assert_int_equal(q_int(dir, "SELECT count(*) FROM step WHERE status = 'ok' AND attempt = step"), 8);
     assert_int_equal(q_int(dir, "SELECT count(*) FROM step WHERE status = 'skipped' AND step = 9"), MAX_FAILED);
     assert_int_equal(q_int(dir, "SELECT min(attempt) FROM step WHERE status = 'skipped'"), 8 + 2 + 1);
