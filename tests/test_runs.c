@@ -446,9 +446,11 @@ static void test_rules_resume(void **state)
             print_log(log);
         assert_int_equal(st, 0);
         char *mode = q_text(dir, "SELECT mode FROM run");
+        char *racc = q_text(ref, "SELECT printf('%.4f', accuracy) FROM evaluation ORDER BY id DESC LIMIT 1");
         printf("  %s %s%s%s: stopped at step %lld, resumed: same result; test accuracy %s\n", rules[k][1],
                rules[k][2] ? rules[k][2] : "", rules[k][2] ? " " : "", rules[k][2] ? rules[k][3] : "", at,
-               q_text(ref, "SELECT printf('%.4f', accuracy) FROM evaluation ORDER BY id DESC LIMIT 1"));
+               racc ? racc : "?");
+        free(racc);
         assert_string_equal(mode, rules[k][1]);
         free(mode);
         assert_same_result(ref, dir);
