@@ -7,6 +7,7 @@
 
 #include "controller/loss.h"
 #include "devices/device.h"
+#include "surrogate/surrogate.h"
 
 /* Floats of activation k (k = 0: the input) for B samples. */
 static size_t act_len(const model *m, int k, int B)
@@ -30,6 +31,9 @@ int pc_init(pc_state *s, const model *m)
     }
     if (act_len(m, 0, m->cap) > biggest)
         biggest = act_len(m, 0, m->cap);
+    for (int k = 0; k < m->n_layers; k++)
+        if (m->L[k].spec.kind == LAYER_PHYSICAL)
+            total += (size_t)m->cap * (size_t)m->L[k].r_in * (size_t)m->L[k].c_in + (size_t)m->L[k].dev->n_theta;
     s->block = calloc(total + biggest + 1, sizeof(float));
     if (!s->block)
         return PATCTL_ERR_NOMEM;
@@ -40,6 +44,11 @@ int pc_init(pc_state *s, const model *m)
         s->v[k] = q, q += n;
         s->p[k] = q, q += n;
     }
+    for (int k = 0; k < m->n_layers; k++)
+        if (m->L[k].spec.kind == LAYER_PHYSICAL) {
+            s->sent_x[k] = q, q += (size_t)m->cap * (size_t)m->L[k].r_in * (size_t)m->L[k].c_in;
+            s->sent_theta[k] = q, q += (size_t)m->L[k].dev->n_theta;
+        }
     s->g = q;
     return 0;
 }
@@ -108,11 +117,36 @@ static int pc_fixedpred(pc_state *s, model *m, int B, double eta, int iters, cha
     return param_grads(s, m, B, (const float *const *)m->act, (const float *const *)m->act + 1, err, errlen);
 }
 
+/* Put every physical layer's surrogate tape back at the feedforward pass
+ * (what was sent then, kept in s->sent_x / sent_theta). */
+static int retape_feedforward(pc_state *s, model *m, int B, char *err, size_t errlen)
+{
+    for (int k = 0; k < m->n_layers; k++) {
+        layer *Ly = &m->L[k];
+        if (Ly->spec.kind != LAYER_PHYSICAL || !s->sent_x[k])
+            continue;
+        int rc = surrogate_forward(Ly->sur, s->sent_theta[k], s->sent_x[k], B * Ly->r_in, Ly->ysur);
+        if (rc) {
+            snprintf(err, errlen, "surrogate of %s: %s", Ly->dev->name, patctl_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int pc_strict(pc_state *s, model *m, const uint8_t *labels, int B, double eta, int iters, char *err,
                      size_t errlen)
 {
     int L = m->n_layers;
     float e = (float)eta;
+    /* what the feedforward sent, for the parameter gradients at the end */
+    for (int k = 0; k < L && iters > 1; k++) {
+        layer *Ly = &m->L[k];
+        if (Ly->spec.kind != LAYER_PHYSICAL)
+            continue;
+        memcpy(s->sent_x[k], Ly->dev->sent_x, sizeof(float) * (size_t)B * Ly->r_in * Ly->c_in);
+        memcpy(s->sent_theta[k], Ly->dev->sent_theta, sizeof(float) * (size_t)Ly->dev->n_theta);
+    }
     /* in[k] / out[k]: layer k's last forward; the first sweep is the feedforward */
     const float *in[CFG_MAX_LAYERS], *out[CFG_MAX_LAYERS];
     for (int k = 1; k < L; k++)
@@ -151,7 +185,14 @@ static int pc_strict(pc_state *s, model *m, const uint8_t *labels, int B, double
                 v[j] += e * (-eps[j] + s->g[j]);
         }
     }
-    return param_grads(s, m, B, in, out, err, errlen);
+    /* parameter gradients at the feedforward (as Torch2PC): at the beliefs,
+     * a layer's gradient would pick up eps x eps terms of fixed sign (the
+     * readout scale's, e.g., sum eps_L (vhat + eps) flips sign) */
+    (void)in, (void)out;
+    int rc = iters > 1 ? retape_feedforward(s, m, B, err, errlen) : 0;
+    if (rc)
+        return rc;
+    return param_grads(s, m, B, (const float *const *)m->act, (const float *const *)m->act + 1, err, errlen);
 }
 
 int pc_gradient(pc_state *s, model *m, const float *dlogits, const uint8_t *labels, int B,

@@ -25,9 +25,10 @@
  *   exact      eps_k = J_k^T eps_k+1 in one sweep: backpropagation written
  *              as prediction errors, equal to PAT.
  *
- * Then the parameter gradient of layer k is J_theta,k^T eps_k+1, at the
- * layer's last forward pass: the feedforward (fixedpred, exact) or the last
- * sweep's beliefs (strict; Torch2PC takes it at the feedforward instead).
+ * Then the parameter gradient of layer k is J_theta,k^T eps_k+1 at the
+ * feedforward pass, as in Torch2PC (strict puts each surrogate's tape back
+ * at what the feedforward sent: one surrogate forward per physical layer;
+ * at the beliefs the gradient would pick up eps x eps terms of one sign).
  * Beliefs of fixedpred are kept as their displacement from vhat, so eps is
  * never a difference of nearly equal numbers. */
 #ifndef PATCTL_PC_H
@@ -44,6 +45,8 @@ typedef struct pc_state {
     float *v[CFG_MAX_LAYERS + 1];     /* beliefs (strict) / their displacement v - vhat (fixedpred) */
     float *p[CFG_MAX_LAYERS + 1];     /* strict: predictions f_k-1(v_k-1) (k = 1..L) */
     float *g;                         /* [max activation] a VJP's result */
+    float *sent_x[CFG_MAX_LAYERS];    /* strict: physical layer k's feedforward inputs as sent */
+    float *sent_theta[CFG_MAX_LAYERS];/* ... and its setting */
     float *block;                     /* the one allocation behind all of them, owned */
     long extra_queries;               /* strict: device queries beyond the feedforward (all calls) */
 } pc_state;

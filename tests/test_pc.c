@@ -249,7 +249,9 @@ static void test_strict(void **state)
     }
     assert_true(prev > 0.9);
     /* at its fixed point strict satisfies eps_k = J_k(v_k)^T eps_k+1 at the
-     * beliefs (the stationarity of the energy): check the residual */
+     * beliefs (the stationarity of the energy): check the residual (the
+     * digital layers' J at the beliefs; the physical layers' tapes are back at
+     * the feedforward for the parameter gradients, a few 1e-4 away) */
     assert_int_equal(pc_grad(&f, PC_STRICT, 0.2, 1000), 0);
     float *g = malloc(sizeof(float) * (size_t)B * 218 * 4);
     char err[256];
