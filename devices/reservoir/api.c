@@ -145,10 +145,10 @@ static int reservoir_open(void **state, const struct patctl_option *o, int no,
         (rc = options_float(o, no, "out_gain", 1.03, &out_gain, err, errlen)) ||
         (rc = options_float(o, no, "mask_mismatch", 0.03, &mism, err, errlen)) ||
         (rc = options_int(o, no, "mask_bits", 8, &mbits, err, errlen)) ||
-        (rc = options_float(o, no, "loop_noise", 1e-3, &loop, err, errlen)) ||
-        (rc = options_float(o, no, "det_noise", 2e-3, &det, err, errlen)) ||
+        (rc = options_float(o, no, "loop_noise", 5e-4, &loop, err, errlen)) ||
+        (rc = options_float(o, no, "det_noise", 1e-3, &det, err, errlen)) ||
         (rc = options_int(o, no, "adc_bits", 12, &abits, err, errlen)) ||
-        (rc = options_float(o, no, "adc_range", 1.0, &range, err, errlen)) ||
+        (rc = options_float(o, no, "adc_range", 0.5, &range, err, errlen)) ||
         (rc = options_u64(o, no, "seed", 1, &seed, err, errlen)) ||
         (rc = sim_noise_parse(&nz, o, no, seed, err, errlen)))
         return rc;
@@ -363,10 +363,10 @@ const struct patctl_driver patctl_driver_reservoir = {
         "out_gain=1.03   truth: photodiode + amplifier gain (V; nominal 1)\n"
         "mask_mismatch=0.03  truth: relative std of per-slot drive errors (fixed from seed)\n"
         "mask_bits=8     waveform generator resolution of mask and bias over +-1, 0 = exact\n"
-        "loop_noise=0.001  additive noise in the loop per node and step (std)\n"
-        "det_noise=0.002 photodiode amplifier noise per output (V, std)\n"
+        "loop_noise=0.0005  additive noise in the loop per node and step (std)\n"
+        "det_noise=0.001 photodiode amplifier noise per output (V, std)\n"
         "adc_bits=12     ADC resolution, 0 = off\n"
-        "adc_range=1     ADC full scale +-adc_range (V)\n"
+        "adc_range=0.5   ADC full scale +-adc_range (V; |x| <= eta/2 for mg with p = 2)\n"
         "seed=1          device seed (mismatch and noise streams)\n"
         SIM_NOISE_HELP,
     .flags = PATCTL_DRV_SEEDED,
