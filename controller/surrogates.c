@@ -55,7 +55,7 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
     } else if (strcmp(desc->model, "reservoir") == 0) {
         /* nominal constants at the set operating point, on the device's nodes and window */
         reservoir_model m;
-        if ((rc = reservoir_options_shape(o, no, &m, err, errlen)))
+        if ((rc = reservoir_model_for_desc(desc, o, no, &m, err, errlen)))
             goto out;
         *out = surrogate_reservoir_new(&m);
         if (!*out)

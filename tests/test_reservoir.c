@@ -24,9 +24,11 @@
 
 #include <gsl/gsl_rng.h>
 
+#include "controller/surrogates.h"
 #include "devices/device.h"
 #include "devices/drivers.h"
 #include "devices/options.h"
+#include "devices/reservoir/reservoir_dev.h"
 #include "gradcheck.h"
 #include "surrogate/reservoir.h"
 #include "surrogate/series.h"
@@ -464,6 +466,22 @@ static void test_device_options(void **state)
         assert_true(k->lo <= k->safe && k->safe <= k->hi);
         assert_true(k->lo <= k->init_lo && k->init_hi <= k->hi);
     }
+    /* the nominal surrogate: the device's shape, also when the options do not
+     * give it (a remote device: the controller sees only the description) */
+    surrogate *s = NULL;
+    assert_int_equal(surrogate_for_device(&s, d, "", err, sizeof(err)), 0);
+    assert_int_equal(s->n_in, 21);
+    assert_int_equal(s->n_out, 24);
+    assert_int_equal(s->n_theta, d->n_theta);
+    surrogate_destroy(&s);
+    reservoir_model m;
+    struct patctl_option o4[2] = {{"eta", "0.7"}, {"out_stride", "3"}};
+    assert_int_equal(reservoir_model_for_desc(&d->desc, o4, 2, &m, err, sizeof(err)), 0);
+    assert_true(m.nodes == 12 && m.channels == 3 && m.window == 7 && m.out_steps == 2);
+    assert_true(m.out_stride == 3 && m.k.eta == 0.7); /* (2 - 1) * 3 < 7 still fits */
+    struct patctl_device_desc bad = d->desc;
+    bad.n_in = 20; /* not a multiple of the 3 channels */
+    assert_int_equal(reservoir_model_for_desc(&bad, NULL, 0, &m, err, sizeof(err)), PATCTL_ERR_ARG);
     device_close(&d);
 }
 
@@ -777,7 +795,7 @@ static double readout(const double *X, int N, const double *target, long wash, l
     double *w = malloc(sizeof(double) * (size_t)(N + 1));
     long nfit = ntr * 3 / 4, nval = ntr - nfit, nmax = nval > nte ? nval : nte;
     double *yh = malloc(sizeof(double) * (size_t)nmax), best = INFINITY, lambda = 0;
-    for (double lam = 1e-9; lam < 1.1; lam *= 10) {
+    for (double lam = 1e-9; lam < 1.1; lam *= 100) {
         assert_int_equal(series_ridge_fit(X + wash * N, nfit, N, target + wash, lam, w), 0);
         series_ridge_predict(X + (wash + nfit) * N, nval, N, w, yh);
         double e = series_nrmse(target + wash + nfit, yh, nval);

@@ -103,6 +103,33 @@ int reservoir_options_shape(const struct patctl_option *o, int n, reservoir_mode
     return reservoir_check(m, err, errlen);
 }
 
+int reservoir_model_for_desc(const struct patctl_device_desc *desc, const struct patctl_option *o,
+                             int n, reservoir_model *m, char *err, size_t errlen)
+{
+    int rc = reservoir_options_shape(o, n, m, err, errlen);
+    if (rc)
+        return rc;
+    const struct patctl_param_block *mask = &desc->blocks[0];
+    int N = mask->rows, C = mask->cols;
+    if (desc->n_blocks != 3 || N < 1 || C < 1 || desc->n_in % C || desc->n_out % N ||
+        desc->blocks[1].rows * desc->blocks[1].cols != N ||
+        desc->blocks[2].rows * desc->blocks[2].cols != 1) {
+        snprintf(err, errlen, "reservoir: description does not have the reservoir's shape (mask "
+                 "[N, C], bias [N], gain [1], n_in = window * C, n_out = out_steps * N)");
+        return PATCTL_ERR_ARG;
+    }
+    if (m->nodes != N || m->channels != C || reservoir_n_in(m) != desc->n_in ||
+        reservoir_n_out(m) != desc->n_out) {
+        m->nodes = N, m->channels = C;
+        m->window = desc->n_in / C, m->out_steps = desc->n_out / N;
+        if ((long)(m->out_steps - 1) * m->out_stride > (long)m->window - 1)
+            m->out_stride = 1;
+        if (m->desync > N)
+            m->desync = 1;
+    }
+    return reservoir_check(m, err, errlen);
+}
+
 static void reservoir_close(void *state)
 {
     reservoir_dev *d = state;
@@ -345,7 +372,7 @@ const struct patctl_driver patctl_driver_reservoir = {
                "time-multiplexed virtual nodes): input windows in, virtual-node states out",
     .options_help =
         "nodes=50        virtual nodes N in the delay loop\n"
-        "window=20       steps T per sample (one round trip each)\n"
+        "window=20       steps T per sample (one input clock period of nodes slots each)\n"
         "channels=1      inputs C per step (n_in = window * channels, limits +-1)\n"
         "out_steps=1     steps K read out at the end of the window (n_out = K * nodes)\n"
         "out_stride=1    steps between read-outs (the last K steps, every S-th)\n"

@@ -19,4 +19,14 @@ extern const char *const reservoir_shape_keys[];
 int reservoir_options_shape(const struct patctl_option *o, int n, reservoir_model *m, char *err,
                             size_t errlen);
 
+/* The nominal model of a reservoir device with description desc: the
+ * options' set point and shape, where the description (authoritative: it
+ * may come from a remote server whose options the controller does not see)
+ * gives the virtual nodes and channels (the mask block), the window
+ * (n_in / channels) and the steps read (n_out / nodes).  When the options'
+ * shape differs from the description's, out_stride becomes 1 if it no
+ * longer fits.  Returns 0 or PATCTL_ERR_ARG with a message. */
+int reservoir_model_for_desc(const struct patctl_device_desc *desc, const struct patctl_option *o,
+                             int n, reservoir_model *m, char *err, size_t errlen);
+
 #endif
