@@ -8,6 +8,7 @@
 #include "surrogate/fit_online.h"
 #include "devices/circuit/circuit_dev.h"
 #include "devices/options.h"
+#include "devices/reservoir/reservoir_dev.h"
 #include "devices/shg/shg_dev.h"
 
 /* The nominal model of a device model: one branch per model. */
@@ -49,6 +50,14 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
         if ((rc = circuit_options_shape(o, no, &m, err, errlen)))
             goto out;
         *out = surrogate_circuit_new(&m);
+        if (!*out)
+            rc = PATCTL_ERR_NOMEM;
+    } else if (strcmp(desc->model, "reservoir") == 0) {
+        /* nominal constants at the set operating point, on the device's nodes and window */
+        reservoir_model m;
+        if ((rc = reservoir_model_for_desc(desc, o, no, &m, err, errlen)))
+            goto out;
+        *out = surrogate_reservoir_new(&m);
         if (!*out)
             rc = PATCTL_ERR_NOMEM;
     } else {

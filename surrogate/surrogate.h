@@ -10,6 +10,7 @@
 
 #include "surrogate/circuit.h"
 #include "surrogate/oscillator.h"
+#include "surrogate/reservoir.h"
 #include "surrogate/shg.h"
 
 typedef struct surrogate surrogate;
@@ -64,5 +65,12 @@ shg_model *surrogate_shg_model(surrogate *s);
 surrogate *surrogate_circuit_new(const circuit_model *m);
 /* The model of a circuit surrogate (to set fitted constants), or NULL. */
 circuit_model *surrogate_circuit_model(surrogate *s);
+
+/* Delay-reservoir surrogate with the given model (copied), no loop noise.
+ * theta = [mask (N*C), bias (N), gain (1)].  NULL on a bad model or no
+ * memory.  Caller owns. */
+surrogate *surrogate_reservoir_new(const reservoir_model *m);
+/* The model of a reservoir surrogate (to set fitted constants), or NULL. */
+reservoir_model *surrogate_reservoir_model(surrogate *s);
 
 #endif

@@ -136,6 +136,8 @@ static void test_gaps(void **state)
         {"shg", "n_in=32,n_par=32,bins=4,n_out=32", "photons=0,camera_bits=0", -1.0f, 1.0f},
         {"shg", "n_in=32,n_par=32,bins=4,n_out=32", "photons=0,camera_bits=0", -0.3f, 0.3f},
         {"circuit", "n_in=32", "temperature=0,adc_bits=0", -1.0f, 1.0f},
+        {"reservoir", "nodes=50,window=20,out_steps=5", "loop_noise=0,det_noise=0,adc_bits=0", -1.0f, 1.0f},
+        {"reservoir", "nodes=50,window=14,channels=14,out_steps=14", "loop_noise=0,det_noise=0,adc_bits=0", 0.0f, 1.0f},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         double gap, noise, ct, cx;
@@ -151,8 +153,9 @@ static void test_gaps(void **state)
 static void test_examples_build(void **state)
 {
     (void)state;
-    const char *names[] = {"shg-fmnist.ini", "shg-deep-fmnist.ini", "circuit-fmnist.ini"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"shg-fmnist.ini", "shg-deep-fmnist.ini", "circuit-fmnist.ini",
+                           "reservoir-fmnist.ini", "reservoir-deep-fmnist.ini"};
+    for (int i = 0; i < 5; i++) {
         char path[1024], err[512] = "";
         snprintf(path, sizeof(path), "%s/examples/%s", PATCTL_SOURCE_DIR, names[i]);
         run_config c;
