@@ -29,6 +29,8 @@ dfa_role dfa_default_role(const char *model, const char *block)
                                                                                        : ROLE_FIXED;
     if (strcmp(model, "spiking") == 0)
         return strcmp(block, "W") == 0 ? ROLE_WEIGHT : ROLE_FIXED;
+    if (strcmp(model, "reservoir") == 0) /* the input mask acts on every step alike */
+        return strcmp(block, "mask") == 0 ? ROLE_WEIGHT : strcmp(block, "bias") == 0 ? ROLE_BIAS_OUT : ROLE_FIXED;
     return ROLE_FIXED;
 }
 
@@ -44,14 +46,25 @@ static void where(const run_config *c, int di, char *out, size_t n)
     snprintf(out, n, "device %s: dfa_roles: ", d->name);
 }
 
+/* Steps K a weight block [rows, cols] is shared over: n_out = K rows and
+ * n_in = K cols (K = 1: an ordinary weight), else 0. */
+static int weight_steps(const struct patctl_param_block *b, const struct patctl_device_desc *d)
+{
+    if (b->rows <= 0 || b->cols <= 0 || d->n_out % b->rows || d->n_in % b->cols)
+        return 0;
+    int k = d->n_out / b->rows;
+    return k == d->n_in / b->cols ? k : 0;
+}
+
 /* Does role r fit block b of desc?  Else a reason. */
 static const char *role_misfit(dfa_role r, const struct patctl_param_block *b, const struct patctl_device_desc *d)
 {
     long len = (long)b->rows * b->cols;
     switch (r) {
     case ROLE_FIXED: return NULL;
-    case ROLE_WEIGHT: return b->rows == d->n_out && b->cols == d->n_in ? NULL : "weight needs a [n_out, n_in] block";
-    case ROLE_BIAS_OUT: return len == d->n_out ? NULL : "bias_out needs n_out entries";
+    case ROLE_WEIGHT:
+        return weight_steps(b, d) ? NULL : "weight needs a [n_out, n_in] block (or [n_out/K, n_in/K] shared over K steps)";
+    case ROLE_BIAS_OUT: return len > 0 && d->n_out % len == 0 ? NULL : "bias_out needs n_out entries (or n_out/K)";
     case ROLE_GAIN_DIAG:
     case ROLE_BIAS_DIAG:
         return len == d->n_in && d->n_out % d->n_in == 0 ? NULL
@@ -67,6 +80,7 @@ static int parse_roles(dfa_state *s, int k, const model *m, const run_config *c,
     const struct patctl_device_desc *d = &dev->desc;
     for (int b = 0; b < d->n_blocks; b++)
         s->role[k][b] = dfa_default_role(d->model, d->blocks[b].name);
+    int given[PATCTL_MAX_BLOCKS] = {0};
     char pre[400];
     where(c, di, pre, sizeof(pre));
     const char *spec = c->devices[di].dfa_roles;
@@ -97,7 +111,13 @@ static int parse_roles(dfa_state *s, int k, const model *m, const run_config *c,
             return PATCTL_ERR_CONFIG;
         }
         s->role[k][b] = (dfa_role)r;
+        given[b] = 1;
     }
+    /* a default that does not fit this geometry (e.g. a reservoir read out at
+     * fewer steps than it takes) is fixed; a role asked for must fit */
+    for (int b = 0; b < d->n_blocks; b++)
+        if (!given[b] && role_misfit(s->role[k][b], &d->blocks[b], d))
+            s->role[k][b] = ROLE_FIXED;
     for (int b = 0; b < d->n_blocks; b++) {
         const char *why = role_misfit(s->role[k][b], &d->blocks[b], d);
         if (why) {
@@ -199,12 +219,20 @@ static void local_rules(const dfa_state *s, model *m, int k, int R, const float 
         float *Gb = G + device_block_offset(d, b);
         switch (s->role[k][b]) {
         case ROLE_FIXED: break;
-        case ROLE_WEIGHT: blas_sgemm(1, 0, no, ni, R, 1.0f, delta, x, 1.0f, Gb); break;
-        case ROLE_BIAS_OUT:
-            for (int r = 0; r < R; r++)
-                for (int o = 0; o < no; o++)
-                    Gb[o] += delta[(long)r * no + o];
+        case ROLE_WEIGHT: {
+            /* [rows, cols] shared over K steps: the rows as [R*K, rows] and [R*K, cols] */
+            const struct patctl_param_block *pb = &d->blocks[b];
+            int K = no / pb->rows;
+            blas_sgemm(1, 0, pb->rows, pb->cols, R * K, 1.0f, delta, x, 1.0f, Gb);
             break;
+        }
+        case ROLE_BIAS_OUT: {
+            long len = (long)d->blocks[b].rows * d->blocks[b].cols;
+            for (long r = 0; r < (long)R * (no / len); r++)
+                for (long o = 0; o < len; o++)
+                    Gb[o] += delta[r * len + o];
+            break;
+        }
         case ROLE_GAIN_DIAG:
         case ROLE_BIAS_DIAG: {
             int kk = no / ni, gain = s->role[k][b] == ROLE_GAIN_DIAG;

@@ -28,8 +28,10 @@
  *
  * Local rules of a physical parameter block (roles), from delta [R, n_out]
  * at the layer's output and x [R, n_in] as sent (R = B * rows per sample):
- *   weight     block [n_out, n_in]:  G += delta^T x     (as if y = W x + ...)
- *   bias_out   block of n_out:       G += sum_r delta   (as if y = ... + b)
+ *   weight     block [n_out, n_in]:  G += delta^T x     (as if y = W x + ...);
+ *              a block [n_out/K, n_in/K] is shared over K steps (a reservoir's
+ *              input mask: y_k ~ M x_k): G += sum_k delta_k^T x_k
+ *   bias_out   block of n_out (or n_out/K, shared): G += sum_r delta
  *   gain_diag  block of n_in, n_out = k n_in:  G_s += sum_r x_s sum_q delta_(s k + q)
  *   bias_diag  block of n_in:        G_s += sum_r sum_q delta_(s k + q)
  *   fixed      not trained
@@ -37,8 +39,10 @@
  * have, with no knowledge of the device beyond that.  Defaults by device
  * model: oscillators C weight, e bias_out (y_i ~ x_i + c (e_i + sum_j Q_ij
  * sin x_j) over the short integration); circuit gain gain_diag, bias
- * bias_diag; every other model fixed; [device] dfa_roles = BLOCK:ROLE,...
- * overrides. */
+ * bias_diag; spiking W weight; reservoir mask weight (shared over the
+ * steps when every step is read out), bias bias_out; every other model,
+ * and a default that does not fit the geometry, fixed; [device] dfa_roles =
+ * BLOCK:ROLE,... overrides (and must fit). */
 #ifndef PATCTL_DFA_H
 #define PATCTL_DFA_H
 

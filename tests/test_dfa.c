@@ -443,12 +443,71 @@ static void test_bean_in_training(void **state)
     assert_true(mean_abs[1] < 0.9 * mean_abs[0]);
 }
 
+/* A reservoir read out at every step: its input mask [N, C] is one weight
+ * shared over the T steps (y_k ~ M x_k): G = sum_k delta_k^T x_k; read out at
+ * the last step only, the default does not fit and the mask stays fixed. */
+static void test_shared_weight_role(void **state)
+{
+    (void)state;
+    for (int all = 1; all >= 0; all--) {
+        run_config c;
+        config_quickstart(&c);
+        c.mode = MODE_DFA;
+        c.n_devices = 1;
+        c.devices[0] = (device_spec){.name = "res", .driver = "reservoir", .limits = "clamp", .steps = "ramp"};
+        snprintf(c.devices[0].options, sizeof(c.devices[0].options), "nodes=6,window=14,channels=14,out_steps=%d",
+                 all ? 14 : 1);
+        layer_spec L[] = {{LAYER_PHYSICAL, 0, "res"}, {LAYER_LINEAR, 10, ""}};
+        c.n_layers = 2;
+        memcpy(c.layers, L, sizeof(L));
+        fixture f;
+        setup_fixture(&f, &c);
+        model *m = &f.m;
+        const struct patctl_device_desc *d = &m->devices[0]->desc;
+        int mb = -1;
+        for (int b = 0; b < d->n_blocks; b++)
+            if (strcmp(d->blocks[b].name, "mask") == 0)
+                mb = b;
+        assert_true(mb >= 0);
+        assert_int_equal(f.s.role[0][mb], all ? ROLE_WEIGHT : ROLE_FIXED);
+        char err[256];
+        model_zero_grad(m);
+        assert_int_equal(dfa_gradient(&f.s, m, f.dl, B, err, sizeof(err)), 0);
+        const float *G = m->grads + m->L[0].p_off + device_block_offset(d, mb);
+        int N = 6, C = 14, K = all ? 14 : 1, no = K * N;
+        /* delta at the reservoir's output: the head's exact backward W^T dl */
+        const float *W = m->params + m->L[1].p_off;
+        float *want = calloc((size_t)N * C, sizeof(float));
+        const float *x = m->devices[0]->sent_x;
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < K; k++)
+                for (int i = 0; i < N; i++) {
+                    double dlt = 0;
+                    for (int o = 0; o < 10; o++)
+                        dlt += (double)f.dl[b * 10 + o] * W[o * no + k * N + i];
+                    for (int ch = 0; ch < C; ch++)
+                        want[i * C + ch] += (float)(dlt * x[b * 14 * C + k * C + ch]);
+                }
+        if (all) {
+            double e = max_rel(G, want, N * C);
+            printf("  reservoir mask as a weight shared over %d steps vs direct: %.2e\n", K, e);
+            assert_true(e < 1e-4);
+        } else {
+            for (int j = 0; j < N * C; j++)
+                assert_true(G[j] == 0.0f);
+        }
+        free(want);
+        free_fixture(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_update_formulas),
         cmocka_unit_test(test_feedback_from_seed),
         cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_shared_weight_role),
         cmocka_unit_test(test_train_dfa),
         cmocka_unit_test(test_bean_gradient),
         cmocka_unit_test(test_prune),
