@@ -174,7 +174,7 @@ int main(int argc, char **argv)
             double eta = k == 1 ? 1.0 : etas[(k - 2) % n_eta];
             int it = k == 1 ? m.n_layers : (int)iters[(k - 2) / n_eta];
             long q0 = pc.extra_queries;
-            if ((rc = pc_gradient(&pc, &m, dl, y, B, v, eta, it, err, sizeof(err))))
+            if ((rc = pc_gradient(&pc, &m, dl, y, NULL, B, v, eta, it, err, sizeof(err))))
                 break;
             queries[k] = pc.extra_queries - q0;
             acc[(long)bt * n_cfg + k] = agree(&m, m.grads, gpat);

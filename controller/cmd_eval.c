@@ -2,6 +2,7 @@
  * devices and test set) and print the accuracy and the confusion matrix.
  * The evaluation is a session of the run: its queries go into the journal,
  * the result into the evaluation table. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,16 +211,20 @@ int cmd_eval(int argc, char **argv)
         }
         device_stats u = model_device_stats(&m);
         if (!rc) {
-            eval_record er = {.step = ck.step, .epoch = ck.epoch, .checkpoint = ck.id, .n = te.n, .accuracy = acc,
+            int reg = te.n_targets > 0; /* acc is then the NRMSE */
+            eval_record er = {.step = ck.step, .epoch = ck.epoch, .checkpoint = ck.id, .n = te.n,
+                              .accuracy = reg ? NAN : acc, .nrmse = reg ? acc : NAN,
                               .seconds = now_seconds() - t1, .device_queries = u.queries - b0.queries,
-                              .classes = 10, .confusion = &conf[0][0], .pruned = n_prune ? prune[k] : 0,
+                              .classes = reg ? 0 : 10, .confusion = &conf[0][0], .pruned = n_prune ? prune[k] : 0,
                               .pruned_entries = pruned, .prunable_entries = prunable};
             if (runstore_evaluation(rs, &er)) {
                 snprintf(err, sizeof(err), "%s", runstore_error(rs));
                 rc = PATCTL_ERR_IO;
             }
             last_acc = acc;
-            if (n_prune)
+            if (n_prune && reg)
+                printf("  %.3f  %ld / %ld  NRMSE %.4f\n", prune[k], pruned, prunable, acc);
+            else if (n_prune)
                 printf("  %.3f  %ld / %ld  %.2f%%\n", prune[k], pruned, prunable, 100.0 * acc);
         }
     }
@@ -230,16 +235,20 @@ int cmd_eval(int argc, char **argv)
     if (session) {
         runstore_stop stop = {.status = rc == 0 ? "success" : rc == PATCTL_ERR_INTERRUPTED ? "abort" : "fail",
                               .reason = rc ? err : NULL, .steps = ck.step, .epochs_done = ck.epoch,
-                              .dev = used, .test_accuracy = rc ? -1 : acc, .devices_safe = safe};
+                              .dev = used, .test_accuracy = rc || te.n_targets > 0 ? -1 : acc, .devices_safe = safe};
         runstore_session_end(rs, &stop);
     }
     if (rc) {
         fprintf(stderr, "patctl eval: %s\n", err[0] ? err : patctl_strerror(rc));
     } else {
-        if (!quiet && !n_prune)
+        if (!quiet && !n_prune && te.n_targets == 0)
             print_confusion(&c, (const int(*)[10])conf, m.classes < 10 ? m.classes : 10);
-        printf("accuracy %.2f%% (%ld test images on the device, %llu device queries, %.1f s)\n", 100.0 * acc, te.n,
-               (unsigned long long)used.queries, now_seconds() - t0);
+        if (te.n_targets > 0)
+            printf("NRMSE %.4f (%ld test samples on the device, %llu device queries, %.1f s)\n", acc, te.n,
+                   (unsigned long long)used.queries, now_seconds() - t0);
+        else
+            printf("accuracy %.2f%% (%ld test images on the device, %llu device queries, %.1f s)\n", 100.0 * acc,
+                   te.n, (unsigned long long)used.queries, now_seconds() - t0);
     }
     free(argv_text);
     model_free(&m);

@@ -533,7 +533,7 @@ int cmd_export(int argc, char **argv)
         {"epoch", "SELECT * FROM epoch ORDER BY epoch"},
         {"evaluation", runstore_schema_version(rs) >= 3
                            ? "SELECT id, session, t, step, epoch, checkpoint, n, accuracy, seconds, device_queries,"
-                             " classes, pruned, pruned_entries, prunable_entries FROM evaluation ORDER BY id"
+                             " classes, pruned, pruned_entries, prunable_entries, nrmse FROM evaluation ORDER BY id"
                            : "SELECT id, session, t, step, epoch, checkpoint, n, accuracy, seconds, device_queries,"
                              " classes FROM evaluation ORDER BY id"},
         {"query", "SELECT id, session, device, qid, step, phase, batch, attempt, ramp, rc, setting, t_start, t_end,"

@@ -442,6 +442,13 @@ static int open_store(train_cli *cli, const char *dir, const char *argv_text, ru
 static void print_result(const run_config *c, const train_result *res, const char *dir, double store_s)
 {
     double per_epoch = res->epochs_done ? res->train_seconds / res->epochs_done : 0;
+    if (res->test_nrmse >= 0) {
+        printf("result: mode %s  test NRMSE %.4f (on the device)  train %.1f s (%.1f s/epoch)  device queries %llu "
+               "(%llu training)  run store %.1f s  run %s (run.sqlite, summary.json)\n",
+               mode_name(c->mode), res->test_nrmse, res->train_seconds, per_epoch,
+               (unsigned long long)res->all_dev.queries, (unsigned long long)res->train_dev.queries, store_s, dir);
+        return;
+    }
     printf("result: mode %s  test accuracy %.2f%% (on the device)  train %.1f s (%.1f s/epoch)  "
            "device queries %llu (%llu training)  run store %.1f s  run %s (run.sqlite, summary.json)\n",
            mode_name(c->mode), 100.0 * res->test_accuracy, res->train_seconds, per_epoch,

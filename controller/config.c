@@ -15,6 +15,8 @@ void config_defaults(run_config *c)
     snprintf(c->data_set, sizeof(c->data_set), "fashion-mnist");
     snprintf(c->data_path, sizeof(c->data_path), "/usr/share/datasets/fashion-mnist");
     c->pool = 1;
+    c->window = 20;
+    c->horizon = 1;
     c->mode = MODE_PAT;
     c->optimizer = OPT_ADAM;
     c->lr = 1e-3;
@@ -226,6 +228,8 @@ int config_equal(const run_config *a, const run_config *b, char *diff, size_t di
     DIFF(strcmp(a->data_set, b->data_set), "[data] set: '%s' vs '%s'", a->data_set, b->data_set);
     DIFF(strcmp(a->data_path, b->data_path), "[data] path: '%s' vs '%s'", a->data_path, b->data_path);
     DIFF(a->pool != b->pool, "[data] pool: %d vs %d", a->pool, b->pool);
+    DIFF(a->window != b->window, "[data] window: %d vs %d", a->window, b->window);
+    DIFF(a->horizon != b->horizon, "[data] horizon: %d vs %d", a->horizon, b->horizon);
     DIFF(a->train_limit != b->train_limit, "[data] train_limit: %ld vs %ld", a->train_limit, b->train_limit);
     DIFF(a->test_limit != b->test_limit, "[data] test_limit: %ld vs %ld", a->test_limit, b->test_limit);
     DIFF(a->n_devices != b->n_devices, "number of devices: %d vs %d", a->n_devices, b->n_devices);

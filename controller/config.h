@@ -69,11 +69,13 @@ typedef enum { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES, PROGRESS_OFF } progr
 typedef struct run_config {
     char source[256];       /* file the config came from, "built-in" (origin) */
     /* [data] */
-    char data_set[32];      /* "fashion-mnist" | "synthetic" */
+    char data_set[32];      /* "fashion-mnist" | "synthetic" | "narma10" | "mackey-glass" */
     char data_path[512];
     int pool;               /* 1 = none, 2 = 2x2 average pooling */
     long train_limit;       /* first N training images, 0 = all */
     long test_limit;        /* first N test images, 0 = all */
+    int window;             /* series tasks: input steps per sample */
+    int horizon;            /* mackey-glass: samples ahead to predict */
     /* [device NAME] */
     int n_devices;
     device_spec devices[CFG_MAX_DEVICES];

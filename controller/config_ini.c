@@ -287,7 +287,7 @@ static void unknown_key(parser *p, const char *key, const char *known)
 static void data_key(parser *p, const char *k, const char *v)
 {
     run_config *c = p->c;
-    static const char *const sets[] = {"fashion-mnist", "synthetic", NULL};
+    static const char *const sets[] = {"fashion-mnist", "synthetic", "narma10", "mackey-glass", NULL};
     int i;
     if (strcmp(k, "set") == 0) {
         if (!get_choice(p, k, v, sets, &i))
@@ -300,8 +300,12 @@ static void data_key(parser *p, const char *k, const char *v)
         get_long(p, k, v, 0, 100000000, &c->train_limit);
     } else if (strcmp(k, "test_limit") == 0) {
         get_long(p, k, v, 0, 100000000, &c->test_limit);
+    } else if (strcmp(k, "window") == 0) {
+        get_int(p, k, v, 1, 100000, &c->window);
+    } else if (strcmp(k, "horizon") == 0) {
+        get_int(p, k, v, 0, 10000, &c->horizon);
     } else {
-        unknown_key(p, k, "set, path, pool, train_limit, test_limit");
+        unknown_key(p, k, "set, path, pool, train_limit, test_limit, window, horizon");
     }
 }
 

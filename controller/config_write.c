@@ -48,8 +48,8 @@ char *config_format(const run_config *c)
         return NULL;
     b.s[0] = '\0';
     put(&b, "# patctl experiment (every setting spelled out; from %s)\n\n", c->source);
-    put(&b, "[data]\nset = %s\npath = %s\npool = %d\ntrain_limit = %ld\ntest_limit = %ld\n", c->data_set,
-        c->data_path, c->pool, c->train_limit, c->test_limit);
+    put(&b, "[data]\nset = %s\npath = %s\npool = %d\ntrain_limit = %ld\ntest_limit = %ld\nwindow = %d\nhorizon = %d\n",
+        c->data_set, c->data_path, c->pool, c->train_limit, c->test_limit, c->window, c->horizon);
     for (int i = 0; i < c->n_devices; i++) {
         const device_spec *d = &c->devices[i];
         put(&b, "\n[device %s]\ndriver = %s\nlimits = %s\nsteps = %s\n", d->name, d->driver, d->limits, d->steps);

@@ -152,5 +152,6 @@ void dataset_free(dataset *d)
         return;
     free(d->x);
     free(d->y);
+    free(d->t);
     memset(d, 0, sizeof(*d));
 }

@@ -51,6 +51,7 @@ typedef struct eval_lane {
     model_lane ml;
     float *x;                       /* [B0, h*w] */
     uint8_t *y;                     /* [B0] */
+    float *t;                       /* regression: [B0, n_targets] */
     long hits, retries;
     int conf[10][10];
 } eval_lane;
@@ -60,6 +61,8 @@ typedef struct eval_job {
     const dataset *d;
     int B0, max_tries;
     eval_lane *L;
+    double *sse;                    /* regression: [batches] squared error of each batch (summed in
+                                       batch order at the end: the same bits as one after the other) */
 } eval_job;
 
 /* Batch l->k through the graph, tried up to max_tries times, then counted. */
@@ -75,6 +78,8 @@ static int eval_item(void *user, lane_ctx *l)
         memcpy(el->x + b * px, d->x + (s + b) * px, sizeof(float) * (size_t)px);
         el->y[b] = d->y[s + b];
     }
+    if (el->t)
+        memcpy(el->t, d->t + s * d->n_targets, sizeof(float) * (size_t)B * (size_t)d->n_targets);
     int rc = 0;
     for (int tries = 1;; tries++) {
         l->refused = 0;
@@ -99,19 +104,16 @@ static int eval_item(void *user, lane_ctx *l)
         }
         return rc;
     }
-    const float *z = model_lane_logits(j->m, &el->ml);
-    for (int b = 0; b < B; b++) {
-        int c = argmax(z + (long)b * j->m->classes, j->m->classes);
-        el->hits += (c == el->y[b]);
-        if (el->y[b] < 10 && c < 10)
-            el->conf[el->y[b]][c]++;
-    }
+    double e = 0;
+    score_batch(model_lane_logits(j->m, &el->ml), el->y, el->t, B, j->m->classes, &el->hits, &e, el->conf);
+    if (j->sse)
+        j->sse[l->k] = e;
     return 0;
 }
 
 int eval_pipelined(model *m, const dataset *d, int B0, int lanes, int max_tries, fault_note_fn note_fn, void *user,
-                   long *retries, volatile sig_atomic_t *stop, long *hits, int conf[10][10], char *err,
-                   size_t errlen)
+                   long *retries, volatile sig_atomic_t *stop, long *hits, double *sse, int conf[10][10],
+                   char *err, size_t errlen)
 {
     if (B0 <= 0 || B0 > m->cap || lanes < 2 || lanes > EVAL_MAX_INFLIGHT)
         return PATCTL_ERR_ARG;
@@ -119,16 +121,21 @@ int eval_pipelined(model *m, const dataset *d, int B0, int lanes, int max_tries,
     j.L = calloc((size_t)lanes, sizeof(*j.L));
     if (!j.L)
         return PATCTL_ERR_NOMEM;
+    long nb = (d->n + B0 - 1) / B0;
     int rc = 0;
+    if (d->n_targets > 0 && !(j.sse = calloc((size_t)nb + 1, sizeof(double))))
+        rc = PATCTL_ERR_NOMEM;
     long px = (long)d->h * d->w;
     for (int i = 0; i < lanes && !rc; i++) {
         j.L[i].x = malloc(sizeof(float) * (size_t)B0 * (size_t)px);
         j.L[i].y = malloc((size_t)B0);
-        if (!j.L[i].x || !j.L[i].y || model_lane_init(m, &j.L[i].ml))
+        if (d->n_targets > 0)
+            j.L[i].t = malloc(sizeof(float) * (size_t)B0 * (size_t)d->n_targets);
+        if (!j.L[i].x || !j.L[i].y || (d->n_targets > 0 && !j.L[i].t) || model_lane_init(m, &j.L[i].ml))
             rc = PATCTL_ERR_NOMEM;
     }
     if (!rc) {
-        long nb = (d->n + B0 - 1) / B0, done = 0;
+        long done = 0;
         char lerr[1024] = "";
         rc = lanes_run(m, nb, lanes, eval_item, &j, stop, note_fn, user, &done, lerr, sizeof(lerr));
         for (int i = 0; i < m->n_layers; i++)
@@ -143,6 +150,9 @@ int eval_pipelined(model *m, const dataset *d, int B0, int lanes, int max_tries,
             snprintf(err, errlen, "%s", lerr);
         } else {
             long h = 0;
+            double e = 0;
+            for (long k = 0; j.sse && k < nb; k++)
+                e += j.sse[k];
             memset(conf, 0, sizeof(int) * 100);
             for (int i = 0; i < lanes; i++) {
                 h += j.L[i].hits;
@@ -151,13 +161,17 @@ int eval_pipelined(model *m, const dataset *d, int B0, int lanes, int max_tries,
                         conf[a][b] += j.L[i].conf[a][b];
             }
             *hits = h;
+            if (sse)
+                *sse = e;
         }
     }
     for (int i = 0; i < lanes; i++) {
         free(j.L[i].x);
         free(j.L[i].y);
+        free(j.L[i].t);
         model_lane_free(&j.L[i].ml);
     }
     free(j.L);
+    free(j.sse);
     return rc;
 }

@@ -38,7 +38,7 @@ int eval_pipe_usable(const model *m);
  * threads are joined before it returns.  On success *hits = correct
  * predictions, conf[true][predicted] (classes < 10) filled. */
 int eval_pipelined(model *m, const dataset *d, int B0, int lanes, int max_tries, fault_note_fn note, void *user,
-                   long *retries, volatile sig_atomic_t *stop, long *hits, int conf[10][10], char *err,
+                   long *retries, volatile sig_atomic_t *stop, long *hits, double *sse, int conf[10][10], char *err,
                    size_t errlen);
 
 #endif

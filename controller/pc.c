@@ -134,7 +134,7 @@ static int retape_feedforward(pc_state *s, model *m, int B, char *err, size_t er
     return 0;
 }
 
-static int pc_strict(pc_state *s, model *m, const uint8_t *labels, int B, double eta, int iters, char *err,
+static int pc_strict(pc_state *s, model *m, const uint8_t *labels, const float *targets, int B, double eta, int iters, char *err,
                      size_t errlen)
 {
     int L = m->n_layers;
@@ -168,7 +168,7 @@ static int pc_strict(pc_state *s, model *m, const uint8_t *labels, int B, double
             }
         }
         /* eps_L = dL/dp_L at the last layer's prediction */
-        softmax_xent(out[L - 1], labels, B, m->classes, s->eps[L], NULL);
+        task_loss(out[L - 1], labels, targets, B, m->classes, s->eps[L], NULL);
         int last = it == iters - 1;
         for (int k = L - 1; k >= 1; k--) {
             size_t n = act_len(m, k, B);
@@ -195,7 +195,7 @@ static int pc_strict(pc_state *s, model *m, const uint8_t *labels, int B, double
     return param_grads(s, m, B, (const float *const *)m->act, (const float *const *)m->act + 1, err, errlen);
 }
 
-int pc_gradient(pc_state *s, model *m, const float *dlogits, const uint8_t *labels, int B,
+int pc_gradient(pc_state *s, model *m, const float *dlogits, const uint8_t *labels, const float *targets, int B,
                 pc_variant_kind variant, double eta, int iters, char *err, size_t errlen)
 {
     if (B <= 0 || B > m->cap || m->n_layers != s->n_layers || iters < 1 || !(eta > 0 && eta < 2))
@@ -205,7 +205,7 @@ int pc_gradient(pc_state *s, model *m, const float *dlogits, const uint8_t *labe
     switch (variant) {
     case PC_EXACT: return pc_exact(s, m, B, err, errlen);
     case PC_FIXEDPRED: return pc_fixedpred(s, m, B, eta, iters, err, errlen);
-    case PC_STRICT: return pc_strict(s, m, labels, B, eta, iters, err, errlen);
+    case PC_STRICT: return pc_strict(s, m, labels, targets, B, eta, iters, err, errlen);
     }
     return PATCTL_ERR_ARG;
 }

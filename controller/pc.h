@@ -58,10 +58,11 @@ void pc_free(pc_state *s);
 /* The PC gradient of one batch, after model_forward(m, x, B, PASS_PAT) (or
  * PASS_SURROGATE) left the feedforward in m->act and the surrogates' tapes
  * at it: ACCUMULATES into m->grads (zero them first).  dlogits [B, classes]
- * = dL/dy of the feedforward, labels [B] (strict recomputes dL/dp_L).  A
+ * = dL/dy of the feedforward, labels [B] or, for a regression task, targets
+ * [B, classes] (else NULL): strict recomputes dL/dp_L.  A
  * failing device query (strict) or surrogate returns its error with a
  * message; nothing is half-applied to the parameters (only grads). */
-int pc_gradient(pc_state *s, model *m, const float *dlogits, const uint8_t *labels, int B,
+int pc_gradient(pc_state *s, model *m, const float *dlogits, const uint8_t *labels, const float *targets, int B,
                 pc_variant_kind variant, double eta, int iters, char *err, size_t errlen);
 
 #endif

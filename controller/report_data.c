@@ -330,7 +330,7 @@ static int load_metrics(rep_run *r, char *err, size_t errlen)
                                        NULL) == SQLITE_OK;
     sqlite3_finalize(probe);
     st = prep(r, has_prune ? "SELECT id, step, epoch, n, accuracy, seconds, device_queries, classes, confusion, t,"
-                             " pruned, pruned_entries, prunable_entries, checkpoint FROM evaluation ORDER BY id"
+                             " pruned, pruned_entries, prunable_entries, checkpoint, nrmse FROM evaluation ORDER BY id"
                            : "SELECT id, step, epoch, n, accuracy, seconds, device_queries, classes, confusion, t"
                              " FROM evaluation ORDER BY id",
               err, errlen);
@@ -366,6 +366,7 @@ static int load_metrics(rep_run *r, char *err, size_t errlen)
         e->n = (long)sqlite3_column_int64(st, 3);
         e->accuracy = dbl_col(st, 4);
         e->seconds = dbl_col(st, 5);
+        e->nrmse = has_prune ? dbl_col(st, 14) : NAN;
         e->queries = sqlite3_column_int64(st, 6);
         e->classes = sqlite3_column_int(st, 7);
         e->t = dbl_col(st, 9);

@@ -269,12 +269,17 @@ static void metrics_tables(FILE *f, const rep_run *r)
         fputs("</table>\n", f);
     }
     if (r->n_evals) {
-        fputs("<h3>Evaluations on the device</h3>\n<table><tr><th>#</th><th>step</th><th>epoch</th><th>images</th>"
-              "<th>accuracy</th><th>seconds</th><th>device queries</th></tr>\n", f);
+        int reg = isfinite(r->evals[0].nrmse);
+        fprintf(f, "<h3>Evaluations on the device</h3>\n<table><tr><th>#</th><th>step</th><th>epoch</th><th>%s</th>"
+                "<th>%s</th><th>seconds</th><th>device queries</th></tr>\n", reg ? "samples" : "images",
+                reg ? "NRMSE" : "accuracy");
         for (int e = 0; e < r->n_evals; e++) {
             const rep_eval *x = &r->evals[e];
             fprintf(f, "<tr><td>%ld</td><td>%ld</td><td>%d</td><td>%ld</td><td>", x->id, x->step, x->epoch, x->n);
-            num(f, 100 * x->accuracy, "%.2f %%");
+            if (reg)
+                num(f, x->nrmse, "%.4f");
+            else
+                num(f, 100 * x->accuracy, "%.2f %%");
             fputs("</td><td>", f);
             num(f, x->seconds, "%.1f");
             fprintf(f, "</td><td>%lld</td></tr>\n", x->queries);

@@ -61,6 +61,7 @@ typedef struct rep_eval {
     int epoch, classes;
     long n;
     double t, accuracy, seconds;
+    double nrmse;          /* regression tasks (accuracy then NAN); NAN otherwise */
     long long queries;
     int *confusion;        /* [classes, classes] true x predicted, owned (NULL = none) */
 } rep_eval;

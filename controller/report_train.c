@@ -131,7 +131,8 @@ int report_training(rep_ctx *c)
         return PATCTL_ERR_NOMEM;
     report_figure *m = fg.meta;
     snprintf(m->caption, sizeof(m->caption),
-             "Loss (cross-entropy of the training forward pass: measured on the device in pat and spsa mode, "
+             "Loss (cross-entropy of the training forward pass: measured on the device in pat, ideal, spsa, pc, dfa and adfa "
+             "mode (spsa: the mean of its two perturbed passes), "
              "computed by the surrogate in insilico mode) and training accuracy per step, as a centred moving "
              "average over about 4 %% of the steps%s; circles with bars: epoch means over the span of their epoch; "
              "diamonds: test accuracy measured on the device. Left: against training time (device + compute seconds of the steps, "
@@ -148,6 +149,15 @@ int report_training(rep_ctx *c)
     FILE *f = fg.f;
     const char *tu;
     double tdiv = gp_time_unit(tmax, &tu);
+    /* a regression task (narma10, mackey-glass): the lower panels show the
+     * test NRMSE measured on the device instead of accuracies */
+    int reg = 0;
+    for (int i = 0; i < c->n_runs; i++)
+        for (int e = 0; e < c->runs[i].n_evals; e++)
+            reg |= isfinite(c->runs[i].evals[e].nrmse);
+    if (reg)
+        fig_note(m, "a regression task: below, the test NRMSE on the device (lower is better); the loss is the mean "
+                    "squared error");
     int logq = c->n_runs > 1 && qmax > 30 * qmin && qmin > 0;
     if (!(lmax > 0))
         lmin = 0.1, lmax = 1;
@@ -219,7 +229,7 @@ int report_training(rep_ctx *c)
                 continue;
             gp_num(f, t / tdiv), fputc(' ', f);
             gp_num(f, q), fputc(' ', f);
-            gp_num(f, 100 * ev->accuracy), fputc('\n', f);
+            gp_num(f, reg ? ev->nrmse : 100 * ev->accuracy), fputc('\n', f);
         }
         fprintf(f, "EOD\n");
     }
@@ -242,13 +252,16 @@ int report_training(rep_ctx *c)
             /* room on the right for the last test-accuracy marker and its label */
             fprintf(f, "set xlabel 'training time [%s]'\nset xrange [0:%g]\n", tu, (tmax > 0 ? tmax / tdiv : 1) * 1.05);
         }
-        if (acc)
+        if (acc && reg)
+            fprintf(f, "set ylabel 'test NRMSE (on the device)'\nset yrange [0:*]\nset key bottom left\n");
+        else if (acc)
             fprintf(f, "set ylabel 'accuracy [%%]'\nset yrange [0:100]\nset key top left\n");
         else if (logl)
-            fprintf(f, "set ylabel 'loss (cross-entropy), log scale'\nset yrange [%g:%g]\nset key top right\n",
-                    lmin / 1.2, lmax * 2.5);
+            fprintf(f, "set ylabel 'loss (%s), log scale'\nset yrange [%g:%g]\nset key top right\n",
+                    reg ? "mean squared error" : "cross-entropy", lmin / 1.2, lmax * 2.5);
         else
-            fprintf(f, "set ylabel 'loss (cross-entropy)'\nset yrange [0:%g]\nset key top right\n", lmax * 1.35);
+            fprintf(f, "set ylabel 'loss (%s)'\nset yrange [0:%g]\nset key top right\n",
+                    reg ? "mean squared error" : "cross-entropy", lmax * 1.35);
         if (!acc && logl)
             fprintf(f, "set logscale y\n");
         int col = acc ? 4 : 3, raw = acc ? 6 : 5;
@@ -274,14 +287,14 @@ int report_training(rep_ctx *c)
                       gp_str(t1, sizeof(t1), t2));
                 continue;
             }
-            if (cv[i].ok) {
+            if (cv[i].ok && !(acc && reg)) {
                 if (c->n_runs == 1)
                     P("%s$S%d using %d:%d with points pt 7 ps 0.25 lc rgb '#a0%s' title 'every step'",
                       shown++ ? ", " : "", i, xc, raw, col_i + 1);
                 P("%s$S%d using %d:%d with lines lw 2.2 lc rgb '%s' title %s", shown++ ? ", " : "", i, xc, col,
                   col_i, gp_str(t1, sizeof(t1), c->n_runs == 1 ? "moving average" : r->label));
             }
-            if (r->n_epochs > 0 && !(byq && !cv[i].ok))
+            if (r->n_epochs > 0 && !(byq && !cv[i].ok) && !(acc && reg))
                 P("%s$E%d using %d:%d:%d with xerrorbars pt 6 ps 1.4 lw 1.5 lc rgb '%s' title %s",
                   shown++ ? ", " : "", i, byq ? 3 : 1, acc ? 6 : 5, byq ? 4 : 2, col_i,
                   c->n_runs == 1 || !cv[i].ok
@@ -289,9 +302,15 @@ int report_training(rep_ctx *c)
                       : "''");
             if (acc && r->n_evals > 0) {
                 P("%s$V%d using %d:3 with points pt 13 ps 2.2 lc rgb '%s' %s", shown++ ? ", " : "", i, xc, col_i,
-                  c->n_runs == 1 || i == 0 ? "title 'test accuracy (on the device)'" : "notitle");
-                P(", $V%d using %d:3:(sprintf('%%.1f %%%%', $3)) with labels offset 0,1.2 font ',9' tc rgb '%s' "
-                  "notitle", i, xc, col_i);
+                  c->n_runs == 1 || i == 0 ? (reg ? "title 'test NRMSE (on the device)'"
+                                                  : "title 'test accuracy (on the device)'")
+                                           : "notitle");
+                if (reg)
+                    P(", $V%d using %d:3:(sprintf('%%.3f', $3)) with labels offset 0,1.2 font ',9' tc rgb '%s' "
+                      "notitle", i, xc, col_i);
+                else
+                    P(", $V%d using %d:3:(sprintf('%%.1f %%%%', $3)) with labels offset 0,1.2 font ',9' tc rgb '%s' "
+                      "notitle", i, xc, col_i);
             }
         }
         if (!shown)

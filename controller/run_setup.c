@@ -16,7 +16,14 @@ int run_load_data(const run_config *c, dataset *train, dataset *test, char *err,
     if (train)
         memset(train, 0, sizeof(*train));
     memset(test, 0, sizeof(*test));
-    if (strcmp(c->data_set, "synthetic") == 0) {
+    if (dataset_is_series(c->data_set)) {
+        if (train)
+            rc = dataset_series(train, c->data_set, c->train_limit ? c->train_limit : 2000, c->window, c->horizon,
+                                c->seed, 0, err, errlen);
+        if (!rc)
+            rc = dataset_series(test, c->data_set, c->test_limit ? c->test_limit : 1000, c->window, c->horizon,
+                                c->seed, 1, err, errlen);
+    } else if (strcmp(c->data_set, "synthetic") == 0) {
         if (train)
             rc = dataset_synthetic(train, c->train_limit ? c->train_limit : 2000, 14, c->seed + 1);
         if (!rc)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@
  * could have been. */
 #define EVAL_PRUNE_COLUMNS                                                                            \
     ", pruned REAL NOT NULL DEFAULT 0, pruned_entries INTEGER NOT NULL DEFAULT 0,"                   \
-    " prunable_entries INTEGER NOT NULL DEFAULT 0"
+    " prunable_entries INTEGER NOT NULL DEFAULT 0, nrmse REAL"
 
 /* The schema.  Times are seconds since the Unix epoch (REAL); arrays are
  * little-endian BLOBs; "device" columns are device.idx. */
@@ -475,7 +476,8 @@ static int migrate_v3(runstore *rs)
     if (!has_column(rs, "evaluation", "pruned"))
         rc = exec(rs, "ALTER TABLE evaluation ADD COLUMN pruned REAL NOT NULL DEFAULT 0;"
                       "ALTER TABLE evaluation ADD COLUMN pruned_entries INTEGER NOT NULL DEFAULT 0;"
-                      "ALTER TABLE evaluation ADD COLUMN prunable_entries INTEGER NOT NULL DEFAULT 0;");
+                      "ALTER TABLE evaluation ADD COLUMN prunable_entries INTEGER NOT NULL DEFAULT 0;"
+                      "ALTER TABLE evaluation ADD COLUMN nrmse REAL;");
     if (!rc)
         rc = exec(rs, "UPDATE run SET schema_version = 3");
     if (rc) {
@@ -1066,8 +1068,8 @@ int runstore_evaluation(runstore *rs, const eval_record *e)
     int rc = tx(rs);
     if (!rc)
         rc = prepare(rs, &st, "INSERT INTO evaluation(session, t, step, epoch, checkpoint, n, accuracy, seconds,"
-                              " device_queries, classes, confusion, pruned, pruned_entries, prunable_entries)"
-                              " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                              " device_queries, classes, confusion, pruned, pruned_entries, prunable_entries, nrmse)"
+                              " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!rc) {
         sqlite3_bind_int64(st, 1, rs->session);
         sqlite3_bind_double(st, 2, wall_now());
@@ -1076,7 +1078,8 @@ int runstore_evaluation(runstore *rs, const eval_record *e)
         if (e->checkpoint > 0)
             sqlite3_bind_int64(st, 5, e->checkpoint);
         sqlite3_bind_int64(st, 6, e->n);
-        sqlite3_bind_double(st, 7, e->accuracy);
+        if (isfinite(e->accuracy))
+            sqlite3_bind_double(st, 7, e->accuracy);
         sqlite3_bind_double(st, 8, e->seconds);
         sqlite3_bind_int64(st, 9, (sqlite3_int64)e->device_queries);
         sqlite3_bind_int(st, 10, e->classes);
@@ -1084,6 +1087,8 @@ int runstore_evaluation(runstore *rs, const eval_record *e)
         sqlite3_bind_double(st, 12, e->pruned);
         sqlite3_bind_int64(st, 13, e->pruned_entries);
         sqlite3_bind_int64(st, 14, e->prunable_entries);
+        if (isfinite(e->nrmse))
+            sqlite3_bind_double(st, 15, e->nrmse);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = set_err(rs, PATCTL_ERR_IO, "storing an evaluation");
     }

@@ -139,6 +139,7 @@ typedef struct eval_record {
     int classes;
     const int *confusion;   /* [classes, classes] [true][predicted] */
     double pruned;          /* patctl eval --prune: fraction asked (0 = none) */
+    double nrmse;           /* regression tasks: the NRMSE (accuracy then NAN); NAN otherwise */
     long pruned_entries, prunable_entries;  /* weights/couplings zeroed, of how many */
 } eval_record;
 int runstore_evaluation(runstore *rs, const eval_record *e);

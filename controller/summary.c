@@ -89,6 +89,8 @@ int summary_write(const char *dir, const run_config *c, const train_result *r,
         cJSON_AddNumberToObject(o, "test_accuracy", r->test_accuracy);
     else
         cJSON_AddNullToObject(o, "test_accuracy");
+    if (r->test_nrmse >= 0) /* regression tasks (narma10, mackey-glass) */
+        cJSON_AddNumberToObject(o, "test_nrmse", r->test_nrmse);
     cJSON_AddNumberToObject(o, "train_seconds", r->train_seconds);
     cJSON_AddNumberToObject(o, "eval_seconds", r->eval_seconds);
     cJSON_AddNumberToObject(o, "steps", (double)r->steps);

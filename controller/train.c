@@ -59,6 +59,7 @@ typedef struct trainer {
     int cap;                      /* batch capacity */
     float *x;                     /* [cap, h*w] batch inputs */
     uint8_t *y;                   /* [cap] labels */
+    float *tg;                    /* regression: [cap, n_targets] targets, else NULL */
     float *dlogits;               /* [cap, classes] */
     size_t *idx;                  /* [n] the training set's permutation */
     float *p0, *g, *delta;        /* SPSA: [n_params] each */
@@ -91,13 +92,17 @@ static int fail(trainer *t, int rc, const char *fmt, ...)
     return rc;
 }
 
-static void gather(const dataset *d, const size_t *idx, long start, int B, float *x, uint8_t *y)
+/* Samples [start, start+B) (through the permutation idx, or in order) into
+ * x, y and (regression, tg != NULL) the targets tg [B, n_targets]. */
+static void gather(const dataset *d, const size_t *idx, long start, int B, float *x, uint8_t *y, float *tg)
 {
     long px = (long)d->h * d->w;
     for (int b = 0; b < B; b++) {
         size_t s = idx ? idx[start + b] : (size_t)(start + b);
         memcpy(x + b * px, d->x + (long)s * px, sizeof(float) * (size_t)px);
         y[b] = d->y[s];
+        if (tg)
+            memcpy(tg + (long)b * d->n_targets, d->t + (long)s * d->n_targets, sizeof(float) * (size_t)d->n_targets);
     }
 }
 
@@ -173,22 +178,27 @@ static int evaluate(model *m, const dataset *d, int eval_batch, int inflight, in
     int B0 = eval_batch < m->cap ? eval_batch : m->cap;
     if (inflight > EVAL_MAX_INFLIGHT)
         inflight = EVAL_MAX_INFLIGHT;
+    int reg = d->n_targets > 0;
     if (inflight > 1 && d->n > B0 && eval_pipe_usable(m)) {
         long hits = 0;
-        int rc = eval_pipelined(m, d, B0, inflight, max_tries, note, user, retries, stop, &hits, conf, err,
+        double sse = 0;
+        int rc = eval_pipelined(m, d, B0, inflight, max_tries, note, user, retries, stop, &hits, &sse, conf, err,
                                 errlen);
         if (!rc)
-            *acc = d->n ? (double)hits / (double)d->n : 0.0;
+            *acc = score_final(d->n, m->classes, hits, sse, d->t_var, reg);
         return rc;
     }
     float *x = malloc(sizeof(float) * (size_t)B0 * (size_t)px);
     uint8_t *y = malloc((size_t)B0);
-    if (!x || !y) {
+    float *tg = reg ? malloc(sizeof(float) * (size_t)B0 * (size_t)d->n_targets) : NULL;
+    if (!x || !y || (reg && !tg)) {
         free(x);
         free(y);
+        free(tg);
         return PATCTL_ERR_NOMEM;
     }
     long hits = 0;
+    double sse = 0;
     int rc = 0;
     memset(conf, 0, sizeof(int) * 100);
     for (long s = 0; s < d->n; s += B0) {
@@ -198,7 +208,7 @@ static int evaluate(model *m, const dataset *d, int eval_batch, int inflight, in
             break;
         }
         int B = (int)((d->n - s) < B0 ? (d->n - s) : B0);
-        gather(d, NULL, s, B, x, y);
+        gather(d, NULL, s, B, x, y, tg);
         for (int tries = 1;; tries++) {
             uint64_t rej0 = rejected_count(m);
             rc = model_forward(m, x, B, PASS_DEVICE, err, errlen);
@@ -222,18 +232,15 @@ static int evaluate(model *m, const dataset *d, int eval_batch, int inflight, in
             }
             break;
         }
-        const float *z = model_logits(m);
-        for (int b = 0; b < B; b++) {
-            int k = argmax(z + (long)b * m->classes, m->classes);
-            hits += (k == y[b]);
-            if (y[b] < 10 && k < 10)
-                conf[y[b]][k]++;
-        }
+        double e = 0;
+        score_batch(model_logits(m), y, tg, B, m->classes, &hits, &e, conf);
+        sse += e;
     }
     free(x);
     free(y);
+    free(tg);
     if (!rc)
-        *acc = d->n ? (double)hits / (double)d->n : 0.0;
+        *acc = score_final(d->n, m->classes, hits, sse, d->t_var, reg);
     return rc;
 }
 
@@ -438,6 +445,8 @@ static int trainer_init(trainer *t)
     long px = (long)t->tr->h * t->tr->w;
     t->x = malloc(sizeof(float) * (size_t)t->cap * (size_t)px);
     t->y = malloc((size_t)t->cap);
+    if (t->tr->n_targets > 0 && !(t->tg = malloc(sizeof(float) * (size_t)t->cap * (size_t)t->tr->n_targets)))
+        return PATCTL_ERR_NOMEM;
     t->idx = malloc(sizeof(size_t) * (size_t)(t->tr->n + 1));
     if (!t->x || !t->y || !t->idx)
         return PATCTL_ERR_NOMEM;
@@ -446,7 +455,11 @@ static int trainer_init(trainer *t)
     if ((rc = model_build(&t->m, c, t->tr->h, t->tr->w, t->cap, &t->rng, t->err, t->errlen)))
         return rc;
     model *m = &t->m;
-    if (m->classes < 2)
+    if (t->tr->n_targets > 0 && m->classes != t->tr->n_targets)
+        return fail(t, PATCTL_ERR_CONFIG, "the model has %d outputs; the regression task (%s) has %d target%s per "
+                    "sample (end the model with linear %d)", m->classes, c->data_set, t->tr->n_targets,
+                    t->tr->n_targets > 1 ? "s" : "", t->tr->n_targets);
+    if (t->tr->n_targets == 0 && m->classes < 2)
         return fail(t, PATCTL_ERR_CONFIG, "the model has %d outputs; classification needs at least 2", m->classes);
     t->dlogits = malloc(sizeof(float) * (size_t)t->cap * (size_t)m->classes);
     if (!t->dlogits || (rc = optimizer_init(&t->opt, c->optimizer, m->n_params, c->lr, c->momentum)))
@@ -495,6 +508,7 @@ static void trainer_free(trainer *t)
     rng_streams_free(&t->rng);
     free(t->x);
     free(t->y);
+    free(t->tg);
     free(t->idx);
     free(t->dlogits);
     free(t->p0);
@@ -530,14 +544,15 @@ static int step_gradient(trainer *t, int B, double *loss, int *hits)
     int rc = model_forward_micro(m, t->x, B, t->pass, t->c->microbatches, t->err, t->errlen);
     if (rc)
         return rc;
-    *loss = softmax_xent(model_logits(m), t->y, B, m->classes, t->dlogits, hits);
+    *loss = task_loss(model_logits(m), t->y, t->tg, B, m->classes, t->dlogits, hits);
     if (!isfinite(*loss))
         return fail(t, PATCTL_ERR_NUMERIC, "step %ld: the loss is %g", t->res->steps + 1, *loss);
     model_zero_grad(m);
     const run_config *c = t->c;
     if (c->mode == MODE_PC) {
         set_context(t, "pc"); /* strict measures predictions at the beliefs */
-        rc = pc_gradient(&t->pc, m, t->dlogits, t->y, B, c->pc_variant, c->pc_eta, c->pc_iters, t->err, t->errlen);
+        rc = pc_gradient(&t->pc, m, t->dlogits, t->y, t->tg, B, c->pc_variant, c->pc_eta, c->pc_iters, t->err,
+                         t->errlen);
     } else if (c->mode == MODE_DFA || c->mode == MODE_ADFA) {
         rc = dfa_gradient(&t->dfa, m, t->dlogits, B, t->err, t->errlen);
     } else {
@@ -589,7 +604,7 @@ static int step_spsa(trainer *t, int B, double *loss, int *hits)
                 memcpy(m->params, t->p0, sizeof(float) * (size_t)n);
                 return rc;
             }
-            L[k] = softmax_xent(model_logits(m), t->y, B, m->classes, NULL, &h);
+            L[k] = task_loss(model_logits(m), t->y, t->tg, B, m->classes, NULL, &h);
             if (k == 0)
                 hsum += h;
         }
@@ -674,7 +689,7 @@ static int train_step(trainer *t, int B)
 {
     const run_config *c = t->c;
     double t0 = now_seconds(), d0 = model_device_stats(&t->m).seconds;
-    gather(t->tr, t->idx, t->pos, B, t->x, t->y);
+    gather(t->tr, t->idx, t->pos, B, t->x, t->y, t->tg);
     t->opt.lr = train_lr(c, t->res->steps, t->total_steps);
     double loss = 0;
     int hits = 0;
@@ -725,12 +740,19 @@ static int eval_and_record(trainer *t)
     res->eval_seconds += now_seconds() - e0;
     if (rc)
         return rc;
-    res->test_accuracy = acc;
-    progress_note(&t->pg, "test accuracy %.2f%% (%ld images on the device)\n", 100.0 * acc, t->te->n);
+    int reg = t->te->n_targets > 0; /* regression: acc is the NRMSE */
+    if (reg) {
+        res->test_nrmse = acc;
+        progress_note(&t->pg, "test NRMSE %.4f (%ld samples on the device)\n", acc, t->te->n);
+    } else {
+        res->test_accuracy = acc;
+        progress_note(&t->pg, "test accuracy %.2f%% (%ld images on the device)\n", 100.0 * acc, t->te->n);
+    }
     if (t->rs) {
         eval_record er = {.step = res->steps, .epoch = t->epoch + (t->pos > 0 ? 1 : 0), .n = t->te->n,
-                          .accuracy = acc, .seconds = now_seconds() - e0, .device_queries = used.queries,
-                          .classes = 10, .confusion = &res->confusion[0][0]};
+                          .accuracy = reg ? NAN : acc, .nrmse = reg ? acc : NAN, .seconds = now_seconds() - e0,
+                          .device_queries = used.queries, .classes = reg ? 0 : 10,
+                          .confusion = &res->confusion[0][0]};
         if ((rc = runstore_evaluation(t->rs, &er)))
             return fail(t, rc, "run store: %s", runstore_error(t->rs));
     }
@@ -756,7 +778,7 @@ static int epoch_end(trainer *t)
         int rc = eval_and_record(t);
         if (rc)
             return rc;
-        er->test_acc = res->test_accuracy;
+        er->test_acc = t->te->n_targets > 0 ? -1 : res->test_accuracy;
     }
     if (t->rs) {
         epoch_metrics em = {.epoch = ep + 1, .steps = t->pg.epoch_steps, .loss = er->loss,
@@ -809,6 +831,7 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
 {
     memset(res, 0, sizeof(*res));
     res->test_accuracy = -1.0;
+    res->test_nrmse = -1.0;
     if (c->epochs < 0 || c->epochs > TRAIN_MAX_EPOCHS || c->batch <= 0 || c->eval_batch <= 0) {
         snprintf(err, errlen, "epochs must be 0..%d and batch sizes positive", TRAIN_MAX_EPOCHS);
         return PATCTL_ERR_ARG;

@@ -28,7 +28,8 @@ typedef struct train_result {
     int epochs_done;
     int interrupted;          /* stopped by SIGINT/SIGTERM */
     int resumed;              /* continued from a checkpoint */
-    double test_accuracy;     /* on the device, fraction 0..1 (-1 = not evaluated) */
+    double test_accuracy;     /* on the device, fraction 0..1 (-1 = not evaluated or a regression task) */
+    double test_nrmse;        /* regression tasks: NRMSE on the device (-1 = not evaluated) */
     double train_seconds;     /* over all sessions of the run */
     double eval_seconds;
     long steps;               /* applied optimiser steps over the whole run */
@@ -92,7 +93,8 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
               const train_options *o, train_result *res, char *err, size_t errlen);
 
 /* Accuracy and confusion matrix [true][predicted] (classes <= 10 counted)
- * of the model on d, physical layers on the device.  Checks *stop between
+ * of the model on d, physical layers on the device; for a regression task
+ * (d->n_targets > 0) *acc is the NRMSE instead.  Checks *stop between
  * batches (PATCTL_ERR_INTERRUPTED).  The first failing batch fails it. */
 int train_evaluate(struct model *m, const dataset *d, int eval_batch, volatile sig_atomic_t *stop,
                    double *acc, int conf[10][10], char *err, size_t errlen);

@@ -10,6 +10,11 @@
 #include <cmocka.h>
 
 #include "controller/data.h"
+#include "controller/loss.h"
+#include "surrogate/series.h"
+#include <math.h>
+#include <gsl/gsl_rng.h>
+#include "devices/sim_rng.h"
 #include "patctl/error.h"
 
 static char dir[256];
@@ -153,12 +158,72 @@ static void test_fashion_mnist_if_installed(void **state)
     dataset_free(&d);
 }
 
+/* The regression tasks: windows of the series, targets aligned, train and
+ * test parts different, everything reproducible from the seed. */
+static void test_series_tasks(void **state)
+{
+    (void)state;
+    char err[256];
+    dataset a, b, t;
+    /* NARMA-10 against the generator itself: window j = 4u - 1 of the inputs
+     * ending at step first + j, target y there */
+    assert_int_equal(dataset_series(&a, "narma10", 50, 12, 1, 7, 0, err, sizeof(err)), 0);
+    assert_int_equal(a.h, 1);
+    assert_int_equal(a.w, 12);
+    assert_int_equal(a.n_targets, 1);
+    assert_int_equal(a.classes, 0);
+    long len = 11 + 50 + 2;
+    double *u = malloc(sizeof(double) * (size_t)len), *y = malloc(sizeof(double) * (size_t)len);
+    gsl_rng *r = sim_rng(7, 0, 0x5E41u);
+    assert_int_equal(series_narma10(r, len, 200, u, y), 0);
+    gsl_rng_free(r);
+    for (int j = 0; j < 50; j += 7) {
+        for (int k = 0; k < 12; k++)
+            assert_float_equal(a.x[j * 12 + k], (float)(4 * u[j + k] - 1), 1e-6);
+        assert_float_equal(a.t[j], (float)y[11 + j], 1e-7);
+    }
+    free(u), free(y);
+    assert_true(a.t_var > 0);
+    /* the same seed gives the same set, the test part another sequence */
+    assert_int_equal(dataset_series(&b, "narma10", 50, 12, 1, 7, 0, err, sizeof(err)), 0);
+    assert_memory_equal(a.x, b.x, sizeof(float) * 50 * 12);
+    assert_int_equal(dataset_series(&t, "narma10", 50, 12, 1, 7, 1, err, sizeof(err)), 0);
+    assert_true(memcmp(a.x, t.x, sizeof(float) * 50 * 12) != 0);
+    dataset_free(&a), dataset_free(&b), dataset_free(&t);
+    /* Mackey-Glass: the target is `horizon` samples after the window's end:
+     * with window 1 the inputs are the series itself, (x - 0.85) / 0.5 */
+    assert_int_equal(dataset_series(&a, "mackey-glass", 200, 1, 5, 0, 0, err, sizeof(err)), 0);
+    for (int j = 0; j + 5 < 200; j++)
+        assert_float_equal(a.t[j], a.x[j + 5] * 0.5f + 0.85f, 1e-5);
+    assert_int_equal(dataset_series(&t, "mackey-glass", 200, 1, 5, 0, 1, err, sizeof(err)), 0);
+    assert_true(memcmp(a.x, t.x, sizeof(float) * 200) != 0);
+    /* NRMSE: the mean predicts 1.0, the truth 0 */
+    float *z = malloc(sizeof(float) * 200);
+    double mean = 0;
+    for (int j = 0; j < 200; j++)
+        mean += a.t[j] / 200.0;
+    long hits = 0;
+    double sse = 0;
+    for (int j = 0; j < 200; j++)
+        z[j] = (float)mean;
+    score_batch(z, a.y, a.t, 200, 1, &hits, &sse, NULL);
+    assert_float_equal(score_final(200, 1, hits, sse, a.t_var, 1), 1.0, 1e-4);
+    sse = 0;
+    score_batch(a.t, a.y, a.t, 200, 1, &hits, &sse, NULL);
+    assert_float_equal(score_final(200, 1, hits, sse, a.t_var, 1), 0.0, 1e-12);
+    free(z);
+    dataset_free(&a), dataset_free(&t);
+    assert_int_equal(dataset_series(&a, "lorenz", 10, 3, 1, 0, 0, err, sizeof(err)), PATCTL_ERR_ARG);
+    assert_int_equal(dataset_series(&a, "narma10", 0, 3, 1, 0, 0, err, sizeof(err)), PATCTL_ERR_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_and_pool),
         cmocka_unit_test(test_errors_name_the_file),
         cmocka_unit_test(test_synthetic),
+        cmocka_unit_test(test_series_tasks),
         cmocka_unit_test(test_fashion_mnist_if_installed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

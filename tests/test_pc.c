@@ -104,7 +104,7 @@ static int pc_grad(fixture *f, pc_variant_kind v, double eta, int iters)
 {
     char err[512] = "";
     model_zero_grad(&f->m);
-    int rc = pc_gradient(&f->pc, &f->m, f->dl, f->d.y, B, v, eta, iters, err, sizeof(err));
+    int rc = pc_gradient(&f->pc, &f->m, f->dl, f->d.y, NULL, B, v, eta, iters, err, sizeof(err));
     if (rc)
         printf("  pc_gradient: %s\n", err);
     return rc;
@@ -281,11 +281,11 @@ static void test_bad_arguments(void **state)
     fixture f;
     setup_fixture(&f, &c);
     char err[128];
-    assert_int_equal(pc_gradient(&f.pc, &f.m, f.dl, f.d.y, B, PC_FIXEDPRED, 0.0, 5, err, sizeof(err)),
+    assert_int_equal(pc_gradient(&f.pc, &f.m, f.dl, f.d.y, NULL, B, PC_FIXEDPRED, 0.0, 5, err, sizeof(err)),
                      PATCTL_ERR_ARG);
-    assert_int_equal(pc_gradient(&f.pc, &f.m, f.dl, f.d.y, B, PC_FIXEDPRED, 0.5, 0, err, sizeof(err)),
+    assert_int_equal(pc_gradient(&f.pc, &f.m, f.dl, f.d.y, NULL, B, PC_FIXEDPRED, 0.5, 0, err, sizeof(err)),
                      PATCTL_ERR_ARG);
-    assert_int_equal(pc_gradient(&f.pc, &f.m, f.dl, f.d.y, B + 1, PC_EXACT, 0.5, 1, err, sizeof(err)),
+    assert_int_equal(pc_gradient(&f.pc, &f.m, f.dl, f.d.y, NULL, B + 1, PC_EXACT, 0.5, 1, err, sizeof(err)),
                      PATCTL_ERR_ARG);
     free_fixture(&f);
     /* pc needs every physical layer's surrogate: a plugin-less model without

@@ -285,6 +285,56 @@ static void test_bad_graph(void **state)
     rng_streams_free(&rng);
 }
 
+/* A regression task (NARMA-10 windows through a small reservoir, linear 1
+ * readout): the loss is the mean squared error, the evaluation the NRMSE on
+ * the device; PAT and DFA learn (NRMSE well below 1 = predicting the mean),
+ * a model with the wrong number of outputs is refused. */
+static void test_regression_task(void **state)
+{
+    (void)state;
+    train_mode modes[] = {MODE_PAT, MODE_DFA};
+    for (int k = 0; k < 3; k++) {
+        run_config c;
+        config_defaults(&c);
+        snprintf(c.data_set, sizeof(c.data_set), "narma10");
+        c.window = 16;
+        c.n_devices = 1;
+        c.devices[0] = (device_spec){.name = "res", .driver = "reservoir",
+                                     .options = "nodes=20,window=16,channels=1,out_steps=1",
+                                     .limits = "clamp", .steps = "ramp"};
+        layer_spec L[] = {{LAYER_PHYSICAL, 0, "res"}, {LAYER_LINEAR, k == 2 ? 2 : 1, ""}};
+        c.n_layers = 2;
+        memcpy(c.layers, L, sizeof(L));
+        c.mode = modes[k % 2];
+        c.epochs = 8;
+        c.lr = 0.01;
+        c.eval_batch = 100;
+        dataset tr, te;
+        char err[512] = "";
+        assert_int_equal(dataset_series(&tr, "narma10", 400, 16, 1, 1, 0, err, sizeof(err)), 0);
+        assert_int_equal(dataset_series(&te, "narma10", 200, 16, 1, 1, 1, err, sizeof(err)), 0);
+        train_options o = {.quiet = 1};
+        static train_result r;
+        int rc = train_run(&c, &tr, &te, &o, &r, err, sizeof(err));
+        if (k == 2) {
+            printf("  %s\n", err);
+            assert_int_equal(rc, PATCTL_ERR_CONFIG);
+            assert_non_null(strstr(err, "end the model with linear 1"));
+        } else {
+            if (rc)
+                printf("  %s\n", err);
+            assert_int_equal(rc, 0);
+            printf("  narma10 %s: MSE %.5f -> %.5f, test NRMSE %.4f on the device\n", mode_name(c.mode),
+                   r.epochs[0].loss, r.epochs[7].loss, r.test_nrmse);
+            assert_true(r.test_accuracy == -1.0);
+            assert_true(r.epochs[7].loss < r.epochs[0].loss);
+            assert_true(r.test_nrmse > 0 && r.test_nrmse < 0.9);
+        }
+        dataset_free(&tr);
+        dataset_free(&te);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_train_modes),
         cmocka_unit_test(test_interrupt),
         cmocka_unit_test(test_bad_graph),
+        cmocka_unit_test(test_regression_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
