@@ -35,7 +35,7 @@ static void train_usage(FILE *f)
         "                    patctl train --help-config)\n"
         "  --resume RUN      continue run directory RUN from its last checkpoint\n"
         "                    (with its own config; only --quiet/--progress apply)\n"
-        "  --mode M          pat (default) | insilico | ideal | spsa | pc | dfa | adfa\n"
+        "  --mode M          pat (default) | insilico | ideal | spsa | pc | dfa | adfa | bpstdp\n"
         "                      pat: device forward, surrogate VJP at what was sent\n"
         "                      insilico: surrogate both ways, evaluated on the device\n"
         "                      ideal: the simulated device's own exact gradient\n"
@@ -51,6 +51,10 @@ static void train_usage(FILE *f)
         "                      through any device; physical parameters by local rules\n"
         "                      adfa: augmented DFA (Nakajima et al. 2022): dfa with\n"
         "                      the unknown f' replaced by g(x) (--dfa-g)\n"
+        "                      bpstdp: BP-STDP (Tavanaei & Maida 2019) for spiking\n"
+        "                      layers: the error at a layer's output gated by its\n"
+        "                      neurons having spiked, weight updates error x presynaptic\n"
+        "                      activity, carried down through the layer's own weights\n"
         "  --pc-variant V    strict | fixedpred (default) | exact: strict measures the\n"
         "                    predictions at the beliefs on the device ((iters-1) extra\n"
         "                    queries per physical layer per step, phase pc in the\n"
@@ -160,7 +164,7 @@ static void help_config(void)
            "  pad N (zero-pad rows to N), concat K (K rows -> one), physical DEVICE\n"
            "  (all rows through one device: weights shared across patches), readout M\n"
            "  (trainable scale x the last M values), linear N (affine), tanh.\n"
-           "[train] mode = pat | insilico | ideal | spsa | pc | dfa | adfa; optimizer = adam | sgd;\n"
+           "[train] mode = pat | insilico | ideal | spsa | pc | dfa | adfa | bpstdp; optimizer = adam | sgd;\n"
            "  schedule = constant | step (x lr_gamma every lr_step epochs) | cosine (to 0\n"
            "  over the run), warmup = N steps; eval_every = N epochs (0 = at the end);\n"
            "  eval_inflight = N test batches in flight on remote devices (1..8);\n"
@@ -237,7 +241,7 @@ static int parse_options(int argc, char **argv, train_cli *cli)
             experiment = 0;
         } else if ((v = cli_opt_value(argc, argv, &i, "--mode"))) {
             if (mode_parse(v, &c->mode)) {
-                fprintf(stderr, "patctl train: --mode: expected pat, insilico, ideal, spsa, pc, dfa or adfa, "
+                fprintf(stderr, "patctl train: --mode: expected pat, insilico, ideal, spsa, pc, dfa, adfa or bpstdp, "
                         "got '%s'\n", v);
                 return -1;
             }
@@ -383,7 +387,7 @@ static int parse_options(int argc, char **argv, train_cli *cli)
                 mode_name(c->mode), c->mode == MODE_DFA ? ": dfa uses g = 1" : "");
         return -1;
     }
-    if (cli->surrogate_opt && (c->mode == MODE_DFA || c->mode == MODE_ADFA || c->mode == MODE_SPSA)) {
+    if (cli->surrogate_opt && (MODE_IS_LOCAL(c->mode) || c->mode == MODE_SPSA)) {
         fprintf(stderr, "patctl train: --surrogate has no effect with --mode %s (it uses no surrogate)\n",
                 mode_name(c->mode));
         return -1;

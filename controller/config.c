@@ -87,6 +87,7 @@ const char *mode_name(train_mode m)
     case MODE_PC: return "pc";
     case MODE_DFA: return "dfa";
     case MODE_ADFA: return "adfa";
+    case MODE_BPSTDP: return "bpstdp";
     }
     return "?";
 }
@@ -192,7 +193,7 @@ void config_normalize(run_config *c)
         c->dfa_g = d.dfa_g;
         c->dfa_line = 0;
     }
-    if (c->mode != MODE_DFA && c->mode != MODE_ADFA)
+    if (!MODE_IS_LOCAL(c->mode))
         for (int i = 0; i < c->n_devices; i++)
             c->devices[i].dfa_roles[0] = '\0';
 }

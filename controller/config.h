@@ -54,8 +54,11 @@ typedef struct layer_spec {
     char device[32];
 } layer_spec;
 
-typedef enum { MODE_PAT, MODE_INSILICO, MODE_IDEAL, MODE_SPSA, MODE_PC, MODE_DFA, MODE_ADFA } train_mode;
-#define N_MODES 7
+typedef enum { MODE_PAT, MODE_INSILICO, MODE_IDEAL, MODE_SPSA, MODE_PC, MODE_DFA, MODE_ADFA, MODE_BPSTDP } train_mode;
+#define N_MODES 8
+/* The rules that use no surrogate and no backward pass through a device
+ * (controller/dfa.h): dfa, adfa, bpstdp. */
+#define MODE_IS_LOCAL(m) ((m) == MODE_DFA || (m) == MODE_ADFA || (m) == MODE_BPSTDP)
 /* Predictive coding (controller/pc.h), after Rosenbaum 2022 / Torch2PC. */
 typedef enum { PC_STRICT, PC_FIXEDPRED, PC_EXACT } pc_variant_kind;
 /* aDFA: the function g that replaces f' at the input of a physical layer

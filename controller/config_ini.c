@@ -406,7 +406,7 @@ static void model_key(parser *p, const char *k, const char *v)
 static void train_key(parser *p, const char *k, const char *v)
 {
     run_config *c = p->c;
-    static const char *const modes[] = {"pat", "insilico", "ideal", "spsa", "pc", "dfa", "adfa", NULL};
+    static const char *const modes[] = {"pat", "insilico", "ideal", "spsa", "pc", "dfa", "adfa", "bpstdp", NULL};
     static const char *const variants[] = {"strict", "fixedpred", "exact", NULL};
     static const char *const gs[] = {"one", "cos", "sin", "tanh", "sech2", NULL};
     static const char *const opts[] = {"adam", "sgd", NULL};
@@ -582,11 +582,11 @@ static void check_whole(parser *p)
         fail(p, c->dfa_line, "[train] dfa_g: only used with mode = adfa (mode is %s; dfa uses g = 1)",
              mode_name(c->mode));
     for (int i = 0; i < c->n_devices && !p->failed; i++)
-        if (c->devices[i].dfa_roles[0] && c->mode != MODE_DFA && c->mode != MODE_ADFA)
+        if (c->devices[i].dfa_roles[0] && !MODE_IS_LOCAL(c->mode))
             for (int k = 0; k < c->devices[i].n_keys; k++)
                 if (strcmp(c->devices[i].keys[k].key, "dfa_roles") == 0)
-                    fail(p, c->devices[i].keys[k].line, "[device %s] dfa_roles: only used with mode = dfa or "
-                         "adfa (mode is %s)", c->devices[i].name, mode_name(c->mode));
+                    fail(p, c->devices[i].keys[k].line, "[device %s] dfa_roles: only used with mode = dfa, "
+                         "adfa or bpstdp (mode is %s)", c->devices[i].name, mode_name(c->mode));
     int has_model = 0;
     for (int i = 0; i < p->n_sections; i++)
         has_model |= strcmp(p->sections[i].name, "model") == 0;

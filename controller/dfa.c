@@ -143,6 +143,7 @@ int dfa_init(dfa_state *s, const model *m, const run_config *c, char *err, size_
     s->n_layers = m->n_layers;
     s->classes = m->classes;
     s->g = c->mode == MODE_ADFA ? c->dfa_g : DFA_G_ONE;
+    s->stdp = c->mode == MODE_BPSTDP;
     int any = 0;
     size_t fb_total = 0, biggest = (size_t)m->cap * (size_t)(m->h * m->w);
     for (int k = 0; k < m->n_layers; k++) {
@@ -156,7 +157,18 @@ int dfa_init(dfa_state *s, const model *m, const run_config *c, char *err, size_
             int rc = di < 0 ? PATCTL_ERR_CONFIG : parse_roles(s, k, m, c, di, err, errlen);
             if (rc)
                 return rc;
-            if (any)
+            s->wblock[k] = -1;
+            for (int b = 0; b < L->dev->desc.n_blocks; b++)
+                if (s->role[k][b] == ROLE_WEIGHT && L->dev->desc.blocks[b].rows == L->dev->desc.n_out &&
+                    L->dev->desc.blocks[b].cols == L->dev->desc.n_in)
+                    s->wblock[k] = b;
+            if (s->stdp && any && s->wblock[k] < 0) {
+                snprintf(err, errlen, "mode bpstdp carries the error below a physical layer through its weight "
+                         "block [n_out, n_in] (role weight); device %s (%s) has none, and layers below it learn "
+                         "(use dfa there, or dfa_roles)", L->dev->name, L->dev->desc.model);
+                return PATCTL_ERR_CONFIG;
+            }
+            if (any && !s->stdp)
                 fb_total += (size_t)m->classes * (size_t)L->r_in * (size_t)L->c_in;
             for (int b = 0; b < L->dev->desc.n_blocks; b++)
                 any |= s->role[k][b] != ROLE_FIXED;
@@ -173,7 +185,7 @@ int dfa_init(dfa_state *s, const model *m, const run_config *c, char *err, size_
     float sd = 1.0f / sqrtf((float)m->classes);
     for (int k = 0; k < m->n_layers; k++) {
         const layer *L = &m->L[k];
-        if (L->spec.kind != LAYER_PHYSICAL || !s->trainable_below[k])
+        if (L->spec.kind != LAYER_PHYSICAL || !s->trainable_below[k] || s->stdp)
             continue;
         long n = (long)m->classes * L->r_in * L->c_in;
         gsl_rng *r = sim_rng(c->seed, (uint64_t)k, DFA_PURPOSE);
@@ -267,9 +279,23 @@ int dfa_gradient(dfa_state *s, model *m, const float *dlogits, int B, char *err,
                 snprintf(err, errlen, "device %s: no forward pass of this batch to train from", d->name);
                 return PATCTL_ERR_STATE;
             }
+            if (s->stdp) {
+                /* xi = delta (.) [the neuron fired]: gate dout in place (it is ours) */
+                const float *y = m->act[k + 1];
+                for (long j = 0; j < (long)R * d->desc.n_out; j++)
+                    dout[j] = y[j] > 0 ? dout[j] : 0.0f;
+            }
             local_rules(s, m, k, R, dout, d->sent_x);
             if (!s->trainable_below[k])
                 break;
+            if (s->stdp) {
+                /* delta_in = xi W through the layer's own weights */
+                const float *W = m->params + Ly->p_off + device_block_offset(&d->desc, s->wblock[k]);
+                blas_sgemm(0, 0, R, d->desc.n_in, d->desc.n_out, 1.0f, dout, W, 0.0f, din);
+                dout = din;
+                cur = 1 - cur;
+                continue;
+            }
             /* delta_in = (e B_k) (.) g(x_k): [B, r_in*c_in] = [B*r_in, c_in] */
             blas_sgemm(0, 0, B, Ly->r_in * Ly->c_in, m->classes, 1.0f, dlogits, s->fb[k], 0.0f, din);
             if (s->g != DFA_G_ONE) {

@@ -42,7 +42,19 @@
  * bias_diag; spiking W weight; reservoir mask weight (shared over the
  * steps when every step is read out), bias bias_out; every other model,
  * and a default that does not fit the geometry, fixed; [device] dfa_roles =
- * BLOCK:ROLE,... overrides (and must fit). */
+ * BLOCK:ROLE,... overrides (and must fit).
+ *
+ * BP-STDP (--mode bpstdp; Tavanaei & Maida, "BP-STDP: Approximating
+ * backpropagation using spike timing dependent plasticity", Neurocomputing
+ * 330, 39 (2019)), in its rate form for spiking layers whose outputs are
+ * spike counts: the error delta at a layer's output is gated by each neuron
+ * having fired, xi = delta (.) [y > 0] (BP-STDP's derivative), the local
+ * rules above take xi (weight: xi^T x, presynaptic activity x as sent), and
+ * the error below the layer is carried through the layer's own weight block
+ * (the parameters, not a model of the device): delta_in = xi W.  A layer
+ * with something trainable below it must therefore have a weight block
+ * [n_out, n_in]; no feedback matrix, no surrogate.
+ */
 #ifndef PATCTL_DFA_H
 #define PATCTL_DFA_H
 
@@ -58,6 +70,8 @@ const char *dfa_role_name(dfa_role r);
 typedef struct dfa_state {
     int n_layers, classes;
     dfa_g_kind g;                               /* DFA_G_ONE for mode dfa */
+    int stdp;                                   /* mode bpstdp (no feedback matrices) */
+    int wblock[CFG_MAX_LAYERS];                 /* bpstdp: the weight block carrying the error down */
     float *fb[CFG_MAX_LAYERS];                  /* physical layer k: B_k [classes, r_in*c_in], or NULL
                                                    (nothing trainable below it) */
     dfa_role role[CFG_MAX_LAYERS][PATCTL_MAX_BLOCKS];

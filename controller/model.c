@@ -130,7 +130,7 @@ int model_build(model *m, const run_config *c, int h, int w, int cap, rng_stream
                 return layer_error(c, i, err, errlen);
             }
             /* DFA and aDFA never use a surrogate: none is made */
-            if (c->mode != MODE_DFA && c->mode != MODE_ADFA)
+            if (!MODE_IS_LOCAL(c->mode))
                 rc = surrogate_make(&L->sur, L->dev->name, &L->dev->desc, m->specs[di].options,
                                     m->specs[di].surrogate, err, errlen);
             if (rc && c->mode != MODE_IDEAL && c->mode != MODE_SPSA) {

@@ -487,7 +487,7 @@ static int trainer_init(trainer *t)
                                                       : PASS_DEVICE;
     if (c->mode == MODE_PC && (rc = pc_init(&t->pc, m)))
         return rc;
-    if ((c->mode == MODE_DFA || c->mode == MODE_ADFA) && (rc = dfa_init(&t->dfa, m, c, t->err, t->errlen)))
+    if (MODE_IS_LOCAL(c->mode) && (rc = dfa_init(&t->dfa, m, c, t->err, t->errlen)))
         return rc;
     t->steps_per_epoch = (t->tr->n + c->batch - 1) / c->batch;
     t->total_steps = t->steps_per_epoch * c->epochs;
@@ -553,7 +553,7 @@ static int step_gradient(trainer *t, int B, double *loss, int *hits)
         set_context(t, "pc"); /* strict measures predictions at the beliefs */
         rc = pc_gradient(&t->pc, m, t->dlogits, t->y, t->tg, B, c->pc_variant, c->pc_eta, c->pc_iters, t->err,
                          t->errlen);
-    } else if (c->mode == MODE_DFA || c->mode == MODE_ADFA) {
+    } else if (MODE_IS_LOCAL(c->mode)) {
         rc = dfa_gradient(&t->dfa, m, t->dlogits, B, t->err, t->errlen);
     } else {
         rc = model_backward(m, t->dlogits, B, c->mode, t->err, t->errlen);

@@ -501,6 +501,88 @@ static void test_shared_weight_role(void **state)
     }
 }
 
+/* BP-STDP (rate form): at a physical layer the error is gated by the
+ * neurons that fired (outputs > 0), its weight rule takes the gated error,
+ * and the error below is carried through the layer's own weights: on
+ * linear 26 -> tanh -> osc 26 (C weight) -> ... the first linear layer's
+ * gradient is the exact backward of xi C. */
+static void test_bpstdp(void **state)
+{
+    (void)state;
+    run_config c;
+    config_quickstart(&c);
+    c.mode = MODE_BPSTDP;
+    c.n_devices = 1;
+    c.devices[0] = (device_spec){.name = "osc", .driver = "oscillators", .options = "n=26,eta=0.1,j_noise=0.2",
+                                 .limits = "clamp", .steps = "ramp"};
+    layer_spec L[] = {{LAYER_LINEAR, 26, ""}, {LAYER_TANH, 0, ""}, {LAYER_PHYSICAL, 0, "osc"},
+                      {LAYER_LINEAR, 10, ""}};
+    c.n_layers = 4;
+    memcpy(c.layers, L, sizeof(L));
+    fixture f;
+    setup_fixture(&f, &c);
+    model *m = &f.m;
+    assert_null(f.s.fb[2]); /* no feedback matrix */
+    char err[256];
+    model_zero_grad(m);
+    long calls0 = atomic_load(&surrogate_backward_calls);
+    assert_int_equal(dfa_gradient(&f.s, m, f.dl, B, err, sizeof(err)), 0);
+    assert_int_equal(atomic_load(&surrogate_backward_calls), calls0);
+    /* xi = (W_head^T dl) (.) [y > 0] */
+    const float *Wh = m->params + m->L[3].p_off, *y = m->act[3], *C = m->params + m->L[2].p_off;
+    float xi[B * 26], gin[B * 26];
+    int gated = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < 26; i++) {
+            double d = 0;
+            for (int o = 0; o < 10; o++)
+                d += (double)f.dl[b * 10 + o] * Wh[o * 26 + i];
+            xi[b * 26 + i] = y[b * 26 + i] > 0 ? (float)d : 0.0f;
+            gated += y[b * 26 + i] <= 0;
+        }
+    assert_true(gated > 0);
+    const float *x = m->devices[0]->sent_x;
+    float gC[26 * 26] = {0};
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < 26; i++)
+            for (int j = 0; j < 26; j++)
+                gC[i * 26 + j] += xi[b * 26 + i] * x[b * 26 + j];
+    double e = max_rel(m->grads + m->L[2].p_off, gC, 26 * 26);
+    /* below: gin = xi C, through tanh (1 - h^2), then the linear layer's dW = gpre^T x_img */
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < 26; j++) {
+            double d = 0;
+            for (int i = 0; i < 26; i++)
+                d += (double)xi[b * 26 + i] * C[i * 26 + j];
+            float h = m->act[2][b * 26 + j];
+            gin[b * 26 + j] = (float)d * (1 - h * h);
+        }
+    float *gW = calloc(26 * 196, sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < 26; o++)
+            for (int i = 0; i < 196; i++)
+                gW[o * 196 + i] += gin[b * 26 + o] * f.d.x[b * 196 + i];
+    double e2 = max_rel(m->grads, gW, 26 * 196);
+    printf("  bpstdp: %d of %d outputs gated; C rule %.2e, first layer through xi C %.2e\n", gated, B * 26, e, e2);
+    assert_true(e < 1e-4 && e2 < 1e-4);
+    free(gW);
+    free_fixture(&f);
+    /* a device without a weight block with learning below it is refused */
+    hybrid(&c, MODE_BPSTDP);
+    rng_streams rng;
+    rng_streams_init(&rng, 1);
+    model mm;
+    assert_int_equal(model_build(&mm, &c, 14, 14, B, &rng, err, sizeof(err)), 0);
+    dfa_state s;
+    char e3[512];
+    assert_int_equal(dfa_init(&s, &mm, &c, e3, sizeof(e3)), PATCTL_ERR_CONFIG);
+    printf("  %s\n", e3);
+    assert_non_null(strstr(e3, "device circ (circuit) has none"));
+    dfa_free(&s);
+    model_free(&mm);
+    rng_streams_free(&rng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_feedback_from_seed),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_shared_weight_role),
+        cmocka_unit_test(test_bpstdp),
         cmocka_unit_test(test_train_dfa),
         cmocka_unit_test(test_bean_gradient),
         cmocka_unit_test(test_prune),
