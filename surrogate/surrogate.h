@@ -7,6 +7,7 @@
 #define PATCTL_SURROGATE_H
 
 #include "surrogate/circuit.h"
+#include "surrogate/lif.h"
 #include "surrogate/oscillator.h"
 #include "surrogate/shg.h"
 
@@ -57,5 +58,14 @@ shg_model *surrogate_shg_model(surrogate *s);
 surrogate *surrogate_circuit_new(const circuit_model *m);
 /* The model of a circuit surrogate (to set fitted constants), or NULL. */
 circuit_model *surrogate_circuit_model(surrogate *s);
+
+/* Spiking (LIF chip) surrogate with the given model (copied, without its
+ * per-neuron arrays: the nominal chip).  theta = [W (n_out*n_in), b
+ * (n_out)].  strsbp = 0: surrogate-gradient BPTT (kind "lif"); 1: the
+ * ST-RSBP spike-train level gradient (kind "lif-strsbp", hard spikes only).
+ * NULL on a bad model or no memory.  Caller owns. */
+surrogate *surrogate_lif_new(const lif_model *m, int strsbp);
+/* The model of a spiking surrogate, or NULL. */
+lif_model *surrogate_lif_model(surrogate *s);
 
 #endif
