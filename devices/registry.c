@@ -10,6 +10,7 @@ static const struct patctl_driver *const builtin[] = {
     &patctl_driver_oscillators,
     &patctl_driver_shg,
     &patctl_driver_circuit,
+    &patctl_driver_spiking,
     &patctl_driver_remote,
     NULL,
 };
