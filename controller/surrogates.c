@@ -58,11 +58,14 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
         if (!*out)
             rc = PATCTL_ERR_NOMEM;
     } else if (strcmp(desc->model, "spiking") == 0) {
-        /* the mismatch-free, noise-free LIF chip on the device's geometry:
-         * surrogate-gradient BPTT, or ST-RSBP with surrogate = strsbp */
+        /* the mismatch-free, noise-free LIF chip on the device's geometry
+         * (sizes from the description, e.g. behind a server; time grid and
+         * coding from the options): surrogate-gradient BPTT, or ST-RSBP
+         * with surrogate = strsbp */
         lif_model m;
         if ((rc = spiking_options_shape(o, no, &m, err, errlen)))
             goto out;
+        m.n_in = desc->n_in, m.n_out = desc->n_out;
         *out = surrogate_lif_new(&m, strsbp);
         if (!*out)
             rc = PATCTL_ERR_NOMEM;

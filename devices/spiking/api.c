@@ -181,13 +181,13 @@ static int spiking_open(void **state, const struct patctl_option *o, int no,
         return PATCTL_ERR_NOMEM;
     }
     /* per-neuron mismatch, fixed by the seed: threshold and gain relative,
-     * the leak on its rate 1 - leak (the leak conductance) */
+     * the leak on its rate 1 - leak (the leak conductance); three unit
+     * normals per neuron always drawn, so one std does not move the others */
     for (int i = 0; i < nn; i++) {
-        double a = mth > 0 ? gsl_ran_gaussian(r, mth) : 0.0;
-        double b = mlk > 0 ? gsl_ran_gaussian(r, mlk) : 0.0;
-        double c = mg > 0 ? gsl_ran_gaussian(r, mg) : 0.0;
+        double a = mth * gsl_ran_ugaussian(r), b = mlk * gsl_ran_ugaussian(r);
+        double c = mg * gsl_ran_ugaussian(r);
         d->theta_i[i] = m.theta * fmax(1.0 + a, 0.05);
-        double lk = 1.0 - (1.0 - m.leak) * (1.0 + b);
+        double lk = b != 0 ? 1.0 - (1.0 - m.leak) * (1.0 + b) : m.leak;
         d->leak_i[i] = lk < 0 ? 0 : lk > 1 ? 1 : lk;
         d->gain_i[i] = m.gain * (1.0 + c);
     }
