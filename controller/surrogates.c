@@ -135,8 +135,9 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
     else if (len > 5 && strcmp(spec + len - 5, ".json") == 0)
         path = spec;
     if (!path || !path[0]) {
-        snprintf(err, errlen, "device %s: surrogate '%s': expected nominal, strsbp (spiking) or fitted:PATH (a .json "
-                 "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X,ls=1]:",
+        snprintf(err, errlen, "device %s: surrogate '%s': expected nominal or fitted:PATH (a .json "
+                 "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X,ls=1]:, "
+                 "or strsbp (spiking devices)",
                  name, spec);
         return PATCTL_ERR_CONFIG;
     }
