@@ -10,10 +10,12 @@
 #include "devices/options.h"
 #include "devices/reservoir/reservoir_dev.h"
 #include "devices/shg/shg_dev.h"
+#include "devices/spiking/spiking_dev.h"
 
-/* The nominal model of a device model: one branch per model. */
+/* The nominal model of a device model: one branch per model.  strsbp: the
+ * spiking device's ST-RSBP variant (spec "strsbp"; other models refuse it). */
 static int nominal_for_desc(surrogate **out, const char *name, const struct patctl_device_desc *desc,
-                            const char *options, char *err, size_t errlen)
+                            const char *options, int strsbp, char *err, size_t errlen)
 {
     *out = NULL;
     struct patctl_option *o = NULL;
@@ -23,7 +25,11 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
         return no;
     }
     int rc = 0;
-    if (strcmp(desc->model, "oscillators") == 0) {
+    if (strsbp && strcmp(desc->model, "spiking") != 0) {
+        snprintf(err, errlen, "device %s: surrogate 'strsbp' (the ST-RSBP spike-train level gradient) "
+                 "is for spiking devices, not device model '%s'", name, desc->model);
+        rc = PATCTL_ERR_CONFIG;
+    } else if (strcmp(desc->model, "oscillators") == 0) {
         long steps;
         double t_end;
         if ((rc = options_int(o, no, "steps", 5, &steps, err, errlen)) ||
@@ -58,6 +64,18 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
         if ((rc = reservoir_model_for_desc(desc, o, no, &m, err, errlen)))
             goto out;
         *out = surrogate_reservoir_new(&m);
+        if (!*out)
+            rc = PATCTL_ERR_NOMEM;
+    } else if (strcmp(desc->model, "spiking") == 0) {
+        /* the mismatch-free, noise-free LIF chip on the device's geometry
+         * (sizes from the description, e.g. behind a server; time grid and
+         * coding from the options): surrogate-gradient BPTT, or ST-RSBP
+         * with surrogate = strsbp */
+        lif_model m;
+        if ((rc = spiking_options_shape(o, no, &m, err, errlen)))
+            goto out;
+        m.n_in = desc->n_in, m.n_out = desc->n_out;
+        *out = surrogate_lif_new(&m, strsbp);
         if (!*out)
             rc = PATCTL_ERR_NOMEM;
     } else {
@@ -116,8 +134,9 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
     *out = NULL;
     if (spec && strncmp(spec, "online", 6) == 0 && (spec[6] == ':' || spec[6] == ','))
         return make_online(out, name, desc, options, spec, err, errlen);
-    if (!spec || !spec[0] || strcmp(spec, "nominal") == 0)
-        return nominal_for_desc(out, name, desc, options, err, errlen);
+    if (!spec || !spec[0] || strcmp(spec, "nominal") == 0 || strcmp(spec, "strsbp") == 0)
+        return nominal_for_desc(out, name, desc, options, spec && strcmp(spec, "strsbp") == 0, err,
+                                errlen);
     const char *path = NULL;
     size_t len = strlen(spec);
     if (strncmp(spec, "fitted:", 7) == 0)
@@ -126,7 +145,8 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
         path = spec;
     if (!path || !path[0]) {
         snprintf(err, errlen, "device %s: surrogate '%s': expected nominal or fitted:PATH (a .json "
-                 "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X,ls=1]:",
+                 "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X,ls=1]:, "
+                 "or strsbp (spiking devices)",
                  name, spec);
         return PATCTL_ERR_CONFIG;
     }

@@ -2,7 +2,10 @@
  * `surrogate = ...` of [device NAME], or `patctl train --surrogate
  * NAME=SPEC`) is one of
  *   "" or "nominal"      the nominal physics of the simulated drivers' models
- *                        (oscillators, shg, circuit, reservoir);
+ *                        (oscillators, shg, circuit, reservoir, spiking);
+ *   "strsbp"             spiking devices: the nominal chip with the ST-RSBP
+ *                        spike-train level gradient instead of the
+ *                        surrogate-gradient BPTT (surrogate/lif.h);
  *   "fitted:PATH" or PATH ending in ".json"
  *                        a surrogate fitted by `patctl fit` (grey-box
  *                        oscillators or MLP; any device for the MLP);

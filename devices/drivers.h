@@ -8,6 +8,7 @@ extern const struct patctl_driver patctl_driver_oscillators;
 extern const struct patctl_driver patctl_driver_shg;
 extern const struct patctl_driver patctl_driver_circuit;
 extern const struct patctl_driver patctl_driver_reservoir;
+extern const struct patctl_driver patctl_driver_spiking;
 extern const struct patctl_driver patctl_driver_remote;   /* devices/remote/api.c */
 
 #endif

@@ -11,6 +11,7 @@ static const struct patctl_driver *const builtin[] = {
     &patctl_driver_shg,
     &patctl_driver_circuit,
     &patctl_driver_reservoir,
+    &patctl_driver_spiking,
     &patctl_driver_remote,
     NULL,
 };

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "surrogate/circuit.h"
+#include "surrogate/lif.h"
 #include "surrogate/oscillator.h"
 #include "surrogate/reservoir.h"
 #include "surrogate/shg.h"
@@ -72,5 +73,13 @@ circuit_model *surrogate_circuit_model(surrogate *s);
 surrogate *surrogate_reservoir_new(const reservoir_model *m);
 /* The model of a reservoir surrogate (to set fitted constants), or NULL. */
 reservoir_model *surrogate_reservoir_model(surrogate *s);
+/* Spiking (LIF chip) surrogate with the given model (copied, without its
+ * per-neuron arrays: the nominal chip).  theta = [W (n_out*n_in), b
+ * (n_out)].  strsbp = 0: surrogate-gradient BPTT (kind "lif"); 1: the
+ * ST-RSBP spike-train level gradient (kind "lif-strsbp", hard spikes only).
+ * NULL on a bad model or no memory.  Caller owns. */
+surrogate *surrogate_lif_new(const lif_model *m, int strsbp);
+/* The model of a spiking surrogate, or NULL. */
+lif_model *surrogate_lif_model(surrogate *s);
 
 #endif

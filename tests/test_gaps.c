@@ -5,7 +5,8 @@
  * over random inputs (uniform over the given range) and parameter settings
  * (uniform over the driver's suggested initialisation range).  The numbers
  * in the drivers' documentation come from this test.  It asserts that each
- * gap is real (well above the noise floor) and that the nominal model is
+ * gap is real (well above the noise floor; for the spiking chip's integer
+ * counts, a fraction of it) and that the nominal model is
  * still informative (gap < 1).  It also reports how well PAT's gradient (the
  * nominal surrogate's VJP at what was sent) aligns with the exact gradient
  * of the truth (the device's own VJP): the cosine between the two, for
@@ -54,6 +55,7 @@ typedef struct {
     const char *geometry;   /* shape options shared by all three */
     const char *noiseless;  /* options that switch the measurement noise off */
     float x_lo, x_hi;       /* input distribution */
+    double min_ratio;       /* asserted: gap > min_ratio * noise (0: 2) */
 } gap_case;
 
 static double cosine(const float *a, const float *b, long n)
@@ -132,17 +134,24 @@ static void test_gaps(void **state)
 {
     (void)state;
     const gap_case cases[] = {
-        {"oscillators", "n=64", "sigma=0", 0.0f, 1.0f},
-        {"shg", "n_in=32,n_par=32,bins=4,n_out=32", "photons=0,camera_bits=0", -1.0f, 1.0f},
-        {"shg", "n_in=32,n_par=32,bins=4,n_out=32", "photons=0,camera_bits=0", -0.3f, 0.3f},
-        {"circuit", "n_in=32", "temperature=0,adc_bits=0", -1.0f, 1.0f},
-        {"reservoir", "nodes=50,window=20,out_steps=5", "loop_noise=0,det_noise=0,adc_bits=0", -1.0f, 1.0f},
-        {"reservoir", "nodes=50,window=14,channels=14,out_steps=14", "loop_noise=0,det_noise=0,adc_bits=0", 0.0f, 1.0f},
+        {"oscillators", "n=64", "sigma=0", 0.0f, 1.0f, 0},
+        {"shg", "n_in=32,n_par=32,bins=4,n_out=32", "photons=0,camera_bits=0", -1.0f, 1.0f, 0},
+        {"shg", "n_in=32,n_par=32,bins=4,n_out=32", "photons=0,camera_bits=0", -0.3f, 0.3f, 0},
+        {"circuit", "n_in=32", "temperature=0,adc_bits=0", -1.0f, 1.0f, 0},
+        /* spike counts are integers: their single-shot noise (Bernoulli
+         * input spikes; membrane noise flipping near-threshold spikes) is
+         * of the size of the gap, which is systematic (it is 0 with the
+         * mismatch and the quantisation off, test_spiking.c) */
+        {"spiking", "n_in=64,n_out=32", "v_noise=0,bernoulli=0", 0.0f, 1.0f, 0.3},
+        {"spiking", "n_in=64,n_out=32,coding=latency,syn_gain=1.5,leak=0.95,b_init=0.05", "v_noise=0",
+         0.0f, 1.0f, 0.6},
+        {"reservoir", "nodes=50,window=20,out_steps=5", "loop_noise=0,det_noise=0,adc_bits=0", -1.0f, 1.0f, 0},
+        {"reservoir", "nodes=50,window=14,channels=14,out_steps=14", "loop_noise=0,det_noise=0,adc_bits=0", 0.0f, 1.0f, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         double gap, noise, ct, cx;
         measure(&cases[i], &gap, &noise, &ct, &cx);
-        assert_true(gap > 2 * noise);
+        assert_true(gap > (cases[i].min_ratio > 0 ? cases[i].min_ratio : 2.0) * noise);
         assert_true(gap < 1.0);
         assert_true(ct > 0.3 && cx > 0.3); /* PAT's gradient points the right way */
     }
@@ -154,8 +163,8 @@ static void test_examples_build(void **state)
 {
     (void)state;
     const char *names[] = {"shg-fmnist.ini", "shg-deep-fmnist.ini", "circuit-fmnist.ini",
-                           "reservoir-fmnist.ini", "reservoir-deep-fmnist.ini"};
-    for (int i = 0; i < 5; i++) {
+                           "reservoir-fmnist.ini", "reservoir-deep-fmnist.ini", "spiking-fmnist.ini"};
+    for (int i = 0; i < 6; i++) {
         char path[1024], err[512] = "";
         snprintf(path, sizeof(path), "%s/examples/%s", PATCTL_SOURCE_DIR, names[i]);
         run_config c;
