@@ -419,8 +419,9 @@ static void test_rules_resume(void **state)
         {"--mode", "dfa", NULL},
         {"--mode", "adfa", "--dfa-g", "sin", NULL},
         {"--mode", "pat", "--bean", "0.01", NULL},
+        {"--mode", "bpstdp", NULL},
     };
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 6; k++) {
         char ref[400], dir[400], log[420];
         snprintf(ref, sizeof(ref), "%s/rule%d-ref", tmp, k);
         snprintf(dir, sizeof(dir), "%s/rule%d", tmp, k);
