@@ -393,6 +393,11 @@ static int parse_options(int argc, char **argv, train_cli *cli)
                 mode_name(c->mode));
         return -1;
     }
+    char rerr[1024];
+    if (config_check_rules(c, rerr, sizeof(rerr))) {
+        fprintf(stderr, "patctl train: %s\n", rerr);
+        return -1;
+    }
     config_normalize(c);
     return 0;
 }

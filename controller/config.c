@@ -181,6 +181,30 @@ const char *progress_name(progress_mode p)
     return "?";
 }
 
+int config_check_rules(const run_config *c, char *err, size_t errlen)
+{
+    if (c->pc_line && c->mode != MODE_PC) {
+        snprintf(err, errlen, "%s:%d: [train] pc_variant/pc_eta/pc_iters: only used with mode = pc (mode is %s)",
+                 c->source, c->pc_line, mode_name(c->mode));
+        return PATCTL_ERR_CONFIG;
+    }
+    if (c->dfa_line && c->mode != MODE_ADFA) {
+        snprintf(err, errlen, "%s:%d: [train] dfa_g: only used with mode = adfa (mode is %s%s)", c->source,
+                 c->dfa_line, mode_name(c->mode), c->mode == MODE_DFA ? "; dfa uses g = 1" : "");
+        return PATCTL_ERR_CONFIG;
+    }
+    for (int i = 0; i < c->n_devices; i++)
+        if (c->devices[i].dfa_roles[0] && !MODE_IS_LOCAL(c->mode))
+            for (int k = 0; k < c->devices[i].n_keys; k++)
+                if (strcmp(c->devices[i].keys[k].key, "dfa_roles") == 0) {
+                    snprintf(err, errlen, "%s:%d: [device %s] dfa_roles: only used with mode = dfa, adfa or bpstdp "
+                             "(mode is %s)", c->source, c->devices[i].keys[k].line, c->devices[i].name,
+                             mode_name(c->mode));
+                    return PATCTL_ERR_CONFIG;
+                }
+    return 0;
+}
+
 void config_normalize(run_config *c)
 {
     run_config d;

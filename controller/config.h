@@ -146,6 +146,11 @@ const char *optimizer_name(optimizer_kind k);
 const char *schedule_name(lr_schedule s);
 const char *progress_name(progress_mode p);
 
+/* A learning rule's keys from a file given with another mode (after the
+ * command line's overrides): PATCTL_ERR_CONFIG with "FILE:LINE: [train] KEY:
+ * only used with mode = ...". */
+int config_check_rules(const run_config *c, char *err, size_t errlen);
+
 /* Put the settings of learning rules other than c->mode back to their
  * defaults (a config file with mode = pc run with --mode pat keeps no pc_*
  * settings), so that config_format() round-trips. */

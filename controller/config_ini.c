@@ -574,19 +574,8 @@ static void check_whole(parser *p)
                 fail(p, c->layer_lines[i], "[model] layer: device %s is already used on line %d (to share "
                      "weights, run all rows through one layer)", L->device, c->layer_lines[j]);
     }
-    /* keys of one learning rule given with another: a mistake, not a no-op */
-    if (!p->failed && c->pc_line && c->mode != MODE_PC)
-        fail(p, c->pc_line, "[train] pc_variant/pc_eta/pc_iters: only used with mode = pc (mode is %s)",
-             mode_name(c->mode));
-    if (!p->failed && c->dfa_line && c->mode != MODE_ADFA)
-        fail(p, c->dfa_line, "[train] dfa_g: only used with mode = adfa (mode is %s; dfa uses g = 1)",
-             mode_name(c->mode));
-    for (int i = 0; i < c->n_devices && !p->failed; i++)
-        if (c->devices[i].dfa_roles[0] && !MODE_IS_LOCAL(c->mode))
-            for (int k = 0; k < c->devices[i].n_keys; k++)
-                if (strcmp(c->devices[i].keys[k].key, "dfa_roles") == 0)
-                    fail(p, c->devices[i].keys[k].line, "[device %s] dfa_roles: only used with mode = dfa, "
-                         "adfa or bpstdp (mode is %s)", c->devices[i].name, mode_name(c->mode));
+    /* a learning rule's keys given with another mode: config_check_rules,
+     * once the command line had its say (--mode may change the mode) */
     int has_model = 0;
     for (int i = 0; i < p->n_sections; i++)
         has_model |= strcmp(p->sections[i].name, "model") == 0;

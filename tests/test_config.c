@@ -110,6 +110,8 @@ static void test_bad_configs(void **state)
         run_config c;
         char err[512] = "";
         int rc = config_parse_text(&c, bad[i].text, "bad.ini", err, sizeof(err));
+        if (rc == 0) /* the rules' keys are checked once the mode is final */
+            rc = config_check_rules(&c, err, sizeof(err));
         printf("  bad config %2zu: %s\n", i + 1, err);
         assert_int_equal(rc, PATCTL_ERR_CONFIG);
         for (int k = 0; k < 3 && bad[i].expect[k]; k++) {
