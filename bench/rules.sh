@@ -21,42 +21,8 @@ OUT=${OUT:-runs/rules}
 P=build/patctl
 [ -x "$P" ] || scripts/build.sh build
 mkdir -p "$OUT"
+. bench/lib.sh
 PY=/usr/bin/python3
-
-# train NAME ARGS...: one run per seed into OUT/NAME-s<seed> (kept if done)
-train() {
-    local name=$1
-    shift
-    for s in $SEEDS; do
-        local dir="$OUT/$name-s$s"
-        if [ -f "$dir/summary.json" ] && grep -q '"status": *"success"' "$dir/summary.json"; then
-            continue
-        fi
-        rm -rf "$dir"
-        "$P" train "$@" --seed "$s" --out "$dir" --progress off --quiet >/dev/null 2>"$dir.err" ||
-            { echo "FAILED: $name seed $s: $(tail -1 "$dir.err")" >&2; continue; }
-        rm -f "$dir.err"
-    done
-}
-
-# row LABEL NAME: "| LABEL | a / b / c | mean | queries |" from the summaries
-row() {
-    local label=$1 name=$2
-    $PY - "$label" "$OUT" "$name" $SEEDS <<'EOF'
-import json, sys
-label, out, name, seeds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-acc, q = [], None
-for s in seeds:
-    try:
-        j = json.load(open(f"{out}/{name}-s{s}/summary.json"))
-        acc.append(100 * j["test_accuracy"])
-        q = j["device_queries_training"]
-    except Exception:
-        acc.append(float("nan"))
-mean = sum(acc) / len(acc)
-print(f"| {label} | {' / '.join(f'{a:.2f}' for a in acc)} | {mean:.2f} | {q} |")
-EOF
-}
 
 header() { printf '\n%s\n\n| run | test accuracy, seeds %s (%%) | mean | training queries |\n|---|---|---:|---:|\n' "$1" "${SEEDS// / \/ }"; }
 

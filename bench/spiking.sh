@@ -11,35 +11,11 @@ OUT=${OUT:-runs/spiking}
 P=build/patctl
 [ -x "$P" ] || scripts/build.sh build
 mkdir -p "$OUT"
+. bench/lib.sh
 C=examples/spiking-fmnist.ini
 LAT="$OUT/spiking-latency.ini"
 sed -e 's/^coding = rate/coding = latency/' -e 's/^syn_gain = 0.25/syn_gain = 1.0/' "$C" > "$LAT"
 
-train() {
-    local name=$1
-    shift
-    for s in $SEEDS; do
-        local dir="$OUT/$name-s$s"
-        if [ -f "$dir/summary.json" ] && grep -q '"status": *"success"' "$dir/summary.json"; then continue; fi
-        rm -rf "$dir"
-        "$P" train "$@" --seed "$s" --out "$dir" --progress off --quiet >/dev/null 2>"$dir.err" ||
-            { echo "FAILED: $name seed $s: $(tail -1 "$dir.err")" >&2; continue; }
-        rm -f "$dir.err"
-    done
-}
-row() {
-    /usr/bin/python3 - "$1" "$OUT" "$2" $SEEDS <<'PYEOF'
-import json, sys
-label, out, name, seeds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-v = []
-for s in seeds:
-    try:
-        v.append(100 * json.load(open(f"{out}/{name}-s{s}/summary.json"))["test_accuracy"])
-    except Exception:
-        v.append(float("nan"))
-print(f"| {label} | {' / '.join(f'{a:.2f}' for a in v)} | {sum(v) / len(v):.2f} |")
-PYEOF
-}
 for coding in rate latency; do
     cfg=$C
     [ $coding = latency ] && cfg=$LAT
@@ -49,7 +25,7 @@ for coding in rate latency; do
     train $coding-ideal --config "$cfg" --mode ideal
     train $coding-bpstdp --config "$cfg" --mode bpstdp
     train $coding-dfa --config "$cfg" --mode dfa
-    printf '\n%s coding: test accuracy on the chip (%%), seeds %s\n\n| mode | accuracy | mean |\n|---|---|---:|\n' $coding "$SEEDS"
+    printf '\n%s coding: test accuracy on the chip (%%), seeds %s\n\n| mode | accuracy | mean | training queries |\n|---|---|---:|---:|\n' $coding "$SEEDS"
     row "pat (surrogate-gradient BPTT)" $coding-pat
     row "pat, ST-RSBP gradient" $coding-strsbp
     row insilico $coding-insilico

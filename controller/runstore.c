@@ -431,6 +431,26 @@ static int has_column(runstore *rs, const char *table, const char *column)
     return have;
 }
 
+/* The end of a migration's transaction: on success (rc 0) the store says
+ * schema `version` and commits; else it rolls back, keeping the error. */
+static int migrate_end(runstore *rs, int rc, int version)
+{
+    if (!rc) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "UPDATE run SET schema_version = %d", version);
+        rc = exec(rs, sql);
+    }
+    if (rc) {
+        char keep[sizeof(rs->err)];
+        memcpy(keep, rs->err, sizeof(keep));
+        exec(rs, "ROLLBACK");
+        memcpy(rs->err, keep, sizeof(keep));
+        return rc;
+    }
+    rs->version = version;
+    return exec(rs, "COMMIT");
+}
+
 /* Schema 1 -> 2, in place and in one transaction (a store opened for
  * writing): checkpoint gets failed_in_row (0 in older checkpoints: their
  * run's count of failed steps in a row is not known), step is rebuilt with
@@ -453,21 +473,12 @@ static int migrate_v2(runstore *rs)
                       "DROP TABLE step;"
                       "ALTER TABLE step_v2 RENAME TO step;"
                       "CREATE INDEX step_step ON step(step);");
-    if (!rc)
-        rc = exec(rs, "UPDATE run SET schema_version = 2");
-    if (rc) {
-        char keep[sizeof(rs->err)];
-        memcpy(keep, rs->err, sizeof(keep));
-        exec(rs, "ROLLBACK");
-        memcpy(rs->err, keep, sizeof(keep));
-        return rc;
-    }
-    rs->version = 2;
-    return exec(rs, "COMMIT");
+    return migrate_end(rs, rc, 2);
 }
 
 /* Schema 2 -> 3, in place (a store opened for writing): evaluation gets
- * pruned, pruned_entries, prunable_entries (0: no pruning, as before). */
+ * pruned, pruned_entries, prunable_entries (0: no pruning, as before) and
+ * nrmse (NULL: a classification run). */
 static int migrate_v3(runstore *rs)
 {
     int rc = exec(rs, "BEGIN IMMEDIATE");
@@ -478,17 +489,7 @@ static int migrate_v3(runstore *rs)
                       "ALTER TABLE evaluation ADD COLUMN pruned_entries INTEGER NOT NULL DEFAULT 0;"
                       "ALTER TABLE evaluation ADD COLUMN prunable_entries INTEGER NOT NULL DEFAULT 0;"
                       "ALTER TABLE evaluation ADD COLUMN nrmse REAL;");
-    if (!rc)
-        rc = exec(rs, "UPDATE run SET schema_version = 3");
-    if (rc) {
-        char keep[sizeof(rs->err)];
-        memcpy(keep, rs->err, sizeof(keep));
-        exec(rs, "ROLLBACK");
-        memcpy(rs->err, keep, sizeof(keep));
-        return rc;
-    }
-    rs->version = 3;
-    return exec(rs, "COMMIT");
+    return migrate_end(rs, rc, 3);
 }
 
 int runstore_open(runstore **out, const char *dir, int writable, char *err, size_t errlen)

@@ -116,3 +116,15 @@ int sim_noise_apply(const sim_noise *nz, uint64_t id, int64_t row0, float *y, in
             y[i] = (float)(nz->quant_step * nearbyint((double)y[i] / nz->quant_step));
     return 0;
 }
+
+void sim_adc(float *y, long n, int bits, double range)
+{
+    if (bits <= 0)
+        return;
+    double codes = ldexp(1.0, bits), lsb = 2.0 * range / codes;
+    for (long i = 0; i < n; i++) {
+        double c = floor(((double)y[i] + range) / lsb + 0.5);
+        c = c < 0 ? 0 : c > codes - 1 ? codes - 1 : c;
+        y[i] = (float)(c * lsb - range);
+    }
+}

@@ -66,6 +66,11 @@ extern const char *const sim_noise_keys[];
     "outlier=0       common: probability that an output value is an outlier\n"      \
     "outlier_scale=1 common: size of an outlier (output units)\n"
 
+/* A bits-bit ADC over [-range, range] (saturating, round to nearest code):
+ * y[n] in place; bits <= 0: nothing.  For drivers whose instrument has one
+ * (circuit, reservoir); the exact VJP passes it straight through. */
+void sim_adc(float *y, long n, int bits, double range);
+
 /* Read the layer's options (unknown keys are not checked here).  Returns 0 or
  * PATCTL_ERR_ARG with a message naming the option. */
 int sim_noise_parse(sim_noise *nz, const struct patctl_option *o, int n, uint64_t seed,

@@ -314,14 +314,7 @@ static int reservoir_run(void *state, const struct patctl_query *q, float *y)
             for (int k = 0; k < n_out; k++)
                 y[(long)b * n_out + k] += (float)gsl_ran_gaussian_ziggurat(d->rng, d->det_noise);
         }
-    if (d->adc_bits > 0) {
-        double codes = ldexp(1.0, d->adc_bits), lsb = 2.0 * d->adc_range / codes;
-        for (long i = 0; i < len; i++) {
-            double c = floor(((double)y[i] + d->adc_range) / lsb + 0.5);
-            c = c < 0 ? 0 : c > codes - 1 ? codes - 1 : c;
-            y[i] = (float)(c * lsb - d->adc_range);
-        }
-    }
+    sim_adc(y, len, d->adc_bits, d->adc_range);
     return sim_noise_apply(&d->nz, q->id, q->row0, y, q->batch, n_out);
 }
 
