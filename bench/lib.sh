@@ -9,7 +9,7 @@ train() {
     shift
     for s in $SEEDS; do
         local dir="$OUT/$name-s$s"
-        if [ -f "$dir/summary.json" ] && grep -q '"status": *"success"' "$dir/summary.json"; then
+        if [ -f "$dir/summary.json" ] && grep -q '"status":[[:space:]]*"success"' "$dir/summary.json"; then
             continue
         fi
         rm -rf "$dir"

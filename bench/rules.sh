@@ -8,7 +8,8 @@
 #                         device per step, so half the training images or
 #                         epochs)
 #   bench/rules.sh bean   quickstart (PAT): without and with BEAN, then
-#                         patctl eval --prune over fractions of couplings
+#                         patctl eval --prune over fractions of couplings, and
+#                         pruned during training (--prune) and fine-tuned
 #   bench/rules.sh all    all three
 #
 # SEEDS="0 1 2" (default), OUT=runs/rules (default); every run stays in OUT
@@ -109,6 +110,20 @@ acc = {round(f, 3): a for f, a in rows}
 print(f"| {name} | {s} | " + " | ".join(f"{100 * acc.get(f, float('nan')):.2f}" for f in (0, 0.25, 0.5, 0.75, 0.9)) + " |")
 EOF
         done
+    done
+    # prune during training and fine-tune (patctl train --prune): 2 epochs,
+    # prune, 1 more epoch with the pruned entries held at zero; against the
+    # unpruned network trained the same 3 epochs
+    train qs-pat-e3 --epochs 3
+    for f in 0.5 0.75 0.9; do
+        train "qs-prune$f-e3" --epochs 3 --prune "$f" --prune-after 2
+        train "qs-bean-prune$f-e3" --epochs 3 --prune "$f" --prune-after 2 --bean "${BEAN:-0.001}"
+    done
+    header "Quickstart PAT, 3 epochs: pruned after epoch 2 (patctl train --prune F --prune-after 2), fine-tuned 1 epoch"
+    row "unpruned" qs-pat-e3
+    for f in 0.5 0.75 0.9; do
+        row "pruned $f, fine-tuned" "qs-prune$f-e3"
+        row "BEAN α ${BEAN:-0.001}, pruned $f, fine-tuned" "qs-bean-prune$f-e3"
     done
 }
 

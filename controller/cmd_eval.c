@@ -192,7 +192,7 @@ int cmd_eval(int argc, char **argv)
             rc = train_restore_devices(&m, &ck, err, sizeof(err));
         if (!rc && n_prune) {
             memcpy(m.params, ck.params, sizeof(float) * (size_t)m.n_params);
-            rc = model_prune(&m, m.params, prune[k], prune_physical, &pruned, &prunable);
+            rc = model_prune(&m, m.params, prune[k], prune_physical, &pruned, &prunable, NULL);
             if (!rc && prunable == 0) {
                 snprintf(err, sizeof(err), "--prune: the model has no weight or coupling matrix to prune");
                 rc = PATCTL_ERR_ARG;

@@ -70,6 +70,13 @@ static void train_usage(FILE *f)
         "                    matrix and (--bean-physical 1, default) every physical\n"
         "                    coupling matrix; see patctl eval --prune\n"
         "  --bean-physical B 1 (default) | 0: BEAN on physical coupling matrices too\n"
+        "  --prune F         prune and fine-tune: after --prune-after epochs (default 1)\n"
+        "                    zero the fraction F (0..1) of the smallest entries of each\n"
+        "                    digital weight and (--prune-physical 1, default) physical\n"
+        "                    coupling matrix, as patctl eval --prune does, and train\n"
+        "                    the remaining epochs with them held at zero\n"
+        "  --prune-after E   epochs trained before pruning (default 1; < --epochs)\n"
+        "  --prune-physical B 1 (default) | 0: prune physical coupling matrices too\n"
         "  --epochs N        epochs (default 2)\n"
         "  --train-limit N   first N training images (default 10000, 0 = all 60000)\n"
         "  --test-limit N    first N test images (default 10000)\n"
@@ -176,6 +183,8 @@ static void help_config(void)
            "  dfa_g = cos | sin | tanh | sech2 | one: aDFA's g (only with mode = adfa;\n"
            "  default cos); bean = alpha (BEAN regularisation, default 0 = off),\n"
            "  bean_physical = 1 | 0 (also on physical coupling matrices, default 1);\n"
+           "  prune = F in [0, 1) (default 0 = off), prune_after = E epochs (default 1),\n"
+           "  prune_physical = 1 | 0: prune and fine-tune, see --prune;\n"
            "  max_failed_steps = N device-faulted steps in a row skipped before the run\n"
            "  stops (0 = stop at the first).\n"
            "[logging] journal = all | every N | off; checkpoint_every = N steps (0 =\n"
@@ -272,6 +281,15 @@ static int parse_options(int argc, char **argv, train_cli *cli)
         } else if ((v = cli_opt_value(argc, argv, &i, "--bean-physical"))) {
             if (parse_long(v, 0, 1, &l)) goto bad;
             c->bean_physical = (int)l;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--prune"))) {
+            if (parse_double(v, &d) || !(d >= 0 && d < 1)) goto bad;
+            c->prune = d;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--prune-after"))) {
+            if (parse_long(v, 0, TRAIN_MAX_EPOCHS, &l)) goto bad;
+            c->prune_after = (int)l;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--prune-physical"))) {
+            if (parse_long(v, 0, 1, &l)) goto bad;
+            c->prune_physical = (int)l;
         } else if ((v = cli_opt_value(argc, argv, &i, "--epochs"))) {
             if (parse_long(v, 0, TRAIN_MAX_EPOCHS, &l)) goto bad;
             c->epochs = (int)l;

@@ -40,6 +40,9 @@ void config_defaults(run_config *c)
     c->dfa_g = DFA_G_COS;
     c->bean = 0.0;
     c->bean_physical = 1;
+    c->prune = 0.0;
+    c->prune_after = 1;
+    c->prune_physical = 1;
     c->max_failed_steps = 5;
     c->journal = JOURNAL_ALL;
     c->journal_every = 1;
@@ -303,6 +306,10 @@ int config_equal(const run_config *a, const run_config *b, char *diff, size_t di
     DIFF(a->bean != b->bean, "[train] bean: %g vs %g", a->bean, b->bean);
     DIFF(a->bean_physical != b->bean_physical, "[train] bean_physical: %d vs %d", a->bean_physical,
          b->bean_physical);
+    DIFF(a->prune != b->prune, "[train] prune: %g vs %g", a->prune, b->prune);
+    DIFF(a->prune_after != b->prune_after, "[train] prune_after: %d vs %d", a->prune_after, b->prune_after);
+    DIFF(a->prune_physical != b->prune_physical, "[train] prune_physical: %d vs %d", a->prune_physical,
+         b->prune_physical);
     DIFF(a->microbatches != b->microbatches, "[train] microbatches: %d vs %d", a->microbatches, b->microbatches);
     DIFF(a->max_failed_steps != b->max_failed_steps, "[train] max_failed_steps: %d vs %d",
          a->max_failed_steps, b->max_failed_steps);

@@ -115,6 +115,10 @@ typedef struct run_config {
     dfa_g_kind dfa_g;       /* aDFA: g replacing f' (DFA: always 1) */
     double bean;            /* BEAN regularisation strength alpha (0 = off) */
     int bean_physical;      /* 1 = BEAN also on physical coupling matrices */
+    double prune;           /* fraction (0..1) of each matrix's smallest entries zeroed after
+                               prune_after epochs and held at zero for the rest (0 = off) */
+    int prune_after;        /* epochs trained before pruning (< epochs when prune > 0) */
+    int prune_physical;     /* 1 = prune physical coupling matrices too */
     int pc_line, dfa_line;  /* origin: line of the first pc_* / dfa_g key (0 = none;
                                ignored by config_equal) */
     int max_failed_steps;   /* consecutive training steps (or retries of one evaluation

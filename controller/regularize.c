@@ -78,9 +78,12 @@ static int by_mag(const void *x, const void *y)
     return (i > j) - (i < j);   /* ties in index order: deterministic */
 }
 
-int model_prune(const model *m, float *params, double fraction, int physical, long *pruned, long *total)
+int model_prune(const model *m, float *params, double fraction, int physical, long *pruned, long *total,
+                unsigned char *mask)
 {
     *pruned = *total = 0;
+    if (mask)
+        memset(mask, 0, (size_t)m->n_params);
     if (!(fraction >= 0 && fraction <= 1))
         return PATCTL_ERR_ARG;
     model_matrix mx[2 * CFG_MAX_LAYERS];
@@ -108,6 +111,11 @@ int model_prune(const model *m, float *params, double fraction, int physical, lo
             W[it[q].a] = 0.0f;
             if (it[q].b >= 0)
                 W[it[q].b] = 0.0f;
+            if (mask) {
+                mask[x->offset + it[q].a] = 1;
+                if (it[q].b >= 0)
+                    mask[x->offset + it[q].b] = 1;
+            }
         }
         *pruned += cut;
         *total += cnt;

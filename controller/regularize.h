@@ -31,7 +31,9 @@ double model_bean(const model *m, double alpha, int physical, float *grads, int 
 /* Zero the fraction `fraction` (0..1) of smallest-magnitude entries of
  * each matrix in params [n_params] (couplings of symmetric_pairs matrices:
  * the pairs with the smallest |C_ij + C_ji|, both entries; their diagonal
- * is left alone).  *pruned / *total: couplings (entries) zeroed / prunable. */
-int model_prune(const model *m, float *params, double fraction, int physical, long *pruned, long *total);
+ * is left alone).  *pruned / *total: couplings (entries) zeroed / prunable.
+ * mask [n_params] (or NULL) gets 1 at every zeroed entry, 0 elsewhere. */
+int model_prune(const model *m, float *params, double fraction, int physical, long *pruned, long *total,
+                unsigned char *mask);
 
 #endif

@@ -80,6 +80,11 @@ int summary_write(const char *dir, const run_config *c, const train_result *r,
         cJSON_AddNumberToObject(o, "bean", c->bean);
         cJSON_AddBoolToObject(o, "bean_physical", c->bean_physical);
     }
+    if (c->prune > 0) {
+        cJSON_AddNumberToObject(o, "prune", c->prune);
+        cJSON_AddNumberToObject(o, "prune_after", c->prune_after);
+        cJSON_AddBoolToObject(o, "prune_physical", c->prune_physical);
+    }
     cJSON_AddStringToObject(o, "config_source", c->source);
     cJSON_AddStringToObject(o, "run_store", "run.sqlite");
     cJSON_AddBoolToObject(o, "resumed", r->resumed);

@@ -65,6 +65,9 @@ typedef struct trainer {
     float *p0, *g, *delta;        /* SPSA: [n_params] each */
     pc_state pc;                  /* mode pc: beliefs and prediction errors */
     dfa_state dfa;                /* modes dfa, adfa: feedback matrices, local rules */
+    unsigned char *prune_mask;    /* [n_params] 1 = pruned, held at zero (NULL until [train]
+                                     prune is applied after prune_after epochs) */
+    long pruned, prunable;        /* entries (couplings) pruned / prunable */
 
     long steps_per_epoch, total_steps;
     int epoch;                    /* epochs completed */
@@ -506,6 +509,7 @@ static void trainer_free(trainer *t)
     optimizer_free(&t->opt);
     model_free(&t->m);
     rng_streams_free(&t->rng);
+    free(t->prune_mask);
     free(t->x);
     free(t->y);
     free(t->tg);
@@ -526,13 +530,56 @@ static void set_context(trainer *t, const char *phase)
         runstore_set_context(t->rs, t->res->steps + 1, phase);
 }
 
-/* grads += the BEAN regulariser's gradient ([train] bean > 0). */
-static int add_bean(trainer *t, float *grads)
+/* Prune ([train] prune): zero the fraction c->prune of each matrix's
+ * smallest entries and keep the mask.  Applied once, after prune_after
+ * epochs; on resume past that point the mask is found again the same way
+ * (the pruned entries are exactly zero, so the smallest: the same ones). */
+static int prune_now(trainer *t, int announce)
 {
+    const run_config *c = t->c;
+    if (!t->prune_mask && !(t->prune_mask = malloc((size_t)t->m.n_params)))
+        return fail(t, PATCTL_ERR_NOMEM, "out of memory (prune mask)");
+    int rc = model_prune(&t->m, t->m.params, c->prune, c->prune_physical, &t->pruned, &t->prunable, t->prune_mask);
+    if (rc)
+        return fail(t, rc, "prune: %s", patctl_strerror(rc));
+    if (t->prunable == 0)
+        return fail(t, PATCTL_ERR_ARG, "[train] prune: the model has no weight or coupling matrix to prune%s",
+                    c->prune_physical ? "" : " (prune_physical = 0)");
+    model_project(&t->m);
+    if (announce) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "pruned %ld of %ld %s after epoch %d (fraction %g); the rest of the run "
+                 "trains with them held at zero", t->pruned, t->prunable,
+                 c->prune_physical ? "weights and couplings" : "digital weights", t->epoch, c->prune);
+        progress_note(&t->pg, "%s\n", msg);
+        if (t->rs)
+            runstore_log(t->rs, "train", DEVLOG_INFO, msg);
+    }
+    return 0;
+}
+
+/* The parameter update from grads [n_params]: + BEAN's gradient ([train]
+ * bean > 0), pruned entries' gradients dropped, the optimiser, the limits,
+ * pruned entries back to zero (unless a limit excludes zero: limits win). */
+static int apply_update(trainer *t, float *grads)
+{
+    model *m = &t->m;
     int rc = 0;
     if (t->c->bean > 0)
-        model_bean(&t->m, t->c->bean, t->c->bean_physical, grads, &rc);
-    return rc;
+        model_bean(m, t->c->bean, t->c->bean_physical, grads, &rc);
+    if (rc)
+        return rc;
+    if (t->prune_mask)
+        for (long i = 0; i < m->n_params; i++)
+            if (t->prune_mask[i])
+                grads[i] = 0.0f;
+    optimizer_step(&t->opt, m->params, grads);
+    if (t->prune_mask)
+        for (long i = 0; i < m->n_params; i++)
+            if (t->prune_mask[i])
+                m->params[i] = 0.0f;
+    model_project(m);
+    return 0;
 }
 
 /* Forward (by pass), loss on what came out, backward by mode (or the PC
@@ -562,11 +609,7 @@ static int step_gradient(trainer *t, int B, double *loss, int *hits)
         return rc;
     if (c->mode == MODE_PAT && (rc = model_observe(m, B, t->err, t->errlen)))
         return rc;
-    if ((rc = add_bean(t, m->grads)))
-        return rc;
-    optimizer_step(&t->opt, m->params, m->grads);
-    model_project(m);
-    return 0;
+    return apply_update(t, m->grads);
 }
 
 /* SPSA (Spall): for each of spsa_samples pairs draw delta in {-1,+1}^n
@@ -618,11 +661,9 @@ static int step_spsa(trainer *t, int B, double *loss, int *hits)
         lsum += 0.5 * (L[0] + L[1]);
     }
     memcpy(m->params, t->p0, sizeof(float) * (size_t)n);
-    int rc = add_bean(t, t->g);
+    int rc = apply_update(t, t->g);
     if (rc)
         return rc;
-    optimizer_step(&t->opt, m->params, t->g);
-    model_project(m);
     *loss = lsum / S;
     *hits = (hsum + S / 2) / S;
     return 0;
@@ -752,7 +793,9 @@ static int eval_and_record(trainer *t)
         eval_record er = {.step = res->steps, .epoch = t->epoch + (t->pos > 0 ? 1 : 0), .n = t->te->n,
                           .accuracy = reg ? NAN : acc, .nrmse = reg ? acc : NAN, .seconds = now_seconds() - e0,
                           .device_queries = used.queries, .classes = reg ? 0 : 10,
-                          .confusion = &res->confusion[0][0]};
+                          .confusion = &res->confusion[0][0], .pruned = t->prune_mask ? t->c->prune : 0,
+                          .pruned_entries = t->prune_mask ? t->pruned : 0,
+                          .prunable_entries = t->prune_mask ? t->prunable : 0};
         if ((rc = runstore_evaluation(t->rs, &er)))
             return fail(t, rc, "run store: %s", runstore_error(t->rs));
     }
@@ -802,6 +845,11 @@ static int run_epochs(trainer *t)
     while (t->epoch < c->epochs) {
         if (t->pos == 0 && t->pg.epoch != t->epoch + 1)
             progress_epoch_begin(&t->pg, t->epoch + 1);
+        if (c->prune > 0 && t->pos == 0 && t->epoch == c->prune_after && !t->prune_mask) {
+            int rc = prune_now(t, 1);
+            if (rc)
+                return rc;
+        }
         while (t->pos < t->tr->n) {
             if (t->o->stop && *t->o->stop) {
                 t->res->interrupted = 1;
@@ -848,6 +896,12 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
         snprintf(err, errlen, "bean must be >= 0");
         return PATCTL_ERR_ARG;
     }
+    if (c->prune != 0 && !(c->prune > 0 && c->prune < 1 && c->prune_after >= 0 && c->prune_after < c->epochs)) {
+        snprintf(err, errlen, "[train] prune = %g, prune_after = %d: prune must be in [0, 1) and prune_after "
+                 "below epochs (%d), so the pruned network trains at least one epoch", c->prune, c->prune_after,
+                 c->epochs);
+        return PATCTL_ERR_ARG;
+    }
     if (train->h != test->h || train->w != test->w || train->n <= 0) {
         snprintf(err, errlen, "training and test images differ in size, or there are none");
         return PATCTL_ERR_ARG;
@@ -869,6 +923,9 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
     t.t0 = now_seconds();
     if (o->resume) {
         if ((rc = trainer_restore(&t, o->resume)))
+            goto out;
+        if (c->prune > 0 && (t.epoch > c->prune_after || (t.epoch == c->prune_after && t.pos > 0)) &&
+            (rc = prune_now(&t, 0)))
             goto out;
         if (t.pos > 0 || t.epoch < c->epochs) {
             progress_epoch_begin(&t.pg, t.epoch + 1);

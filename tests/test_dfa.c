@@ -363,7 +363,7 @@ static void test_prune(void **state)
     float *p = malloc(sizeof(float) * (size_t)m.n_params);
     memcpy(p, m.params, sizeof(float) * (size_t)m.n_params);
     long pruned, total;
-    assert_int_equal(model_prune(&m, p, 0.5, 1, &pruned, &total), 0);
+    assert_int_equal(model_prune(&m, p, 0.5, 1, &pruned, &total, NULL), 0);
     printf("  pruned %ld of %ld weights/couplings\n", pruned, total);
     assert_int_equal(total, 26 * 196 + 12 * 26 + 26 * 25 / 2);
     assert_int_equal(pruned, 26 * 196 / 2 + 12 * 26 / 2 + (26 * 25 / 2 + 1) / 2);
@@ -389,7 +389,34 @@ static void test_prune(void **state)
             kept_min = fminf(kept_min, a);
     }
     assert_true(kept_min >= cut_max);
-    assert_int_equal(model_prune(&m, p, 1.5, 1, &pruned, &total), PATCTL_ERR_ARG);
+    /* the mask marks exactly the zeroed entries (p from nonzero m.params),
+     * and pruning the pruned parameters again finds the same mask (what a
+     * resumed `train --prune` relies on) and changes nothing */
+    unsigned char *mask = malloc((size_t)m.n_params), *mask2 = malloc((size_t)m.n_params);
+    float *p2 = malloc(sizeof(float) * (size_t)m.n_params);
+    memcpy(p, m.params, sizeof(float) * (size_t)m.n_params);
+    assert_int_equal(model_prune(&m, p, 0.5, 1, &pruned, &total, mask), 0);
+    long marked = 0;
+    for (long i = 0; i < m.n_params; i++) {
+        marked += mask[i];
+        if (m.params[i] != 0)
+            assert_int_equal(mask[i], p[i] == 0);
+    }
+    assert_int_equal(marked, 26 * 196 / 2 + 12 * 26 / 2 + 2 * ((26 * 25 / 2 + 1) / 2));
+    memcpy(p2, p, sizeof(float) * (size_t)m.n_params);
+    assert_int_equal(model_prune(&m, p2, 0.5, 1, &pruned, &total, mask2), 0);
+    assert_memory_equal(mask, mask2, (size_t)m.n_params);
+    assert_memory_equal(p, p2, sizeof(float) * (size_t)m.n_params);
+    /* digital only: the coupling matrix is left alone */
+    memcpy(p, m.params, sizeof(float) * (size_t)m.n_params);
+    assert_int_equal(model_prune(&m, p, 0.5, 0, &pruned, &total, mask), 0);
+    assert_int_equal(total, 26 * 196 + 12 * 26);
+    for (int k = 0; k < 26 * 26; k++)
+        assert_int_equal(mask[mx[1].offset + k], 0);
+    free(mask);
+    free(mask2);
+    free(p2);
+    assert_int_equal(model_prune(&m, p, 1.5, 1, &pruned, &total, NULL), PATCTL_ERR_ARG);
     free(p);
     model_free(&m);
     rng_streams_free(&rng);

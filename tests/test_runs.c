@@ -413,15 +413,21 @@ static void test_export(void **state)
 static void test_rules_resume(void **state)
 {
     (void)state;
-    const char *rules[][8] = {
+    const char *rules[][12] = {
         {"--mode", "pc", "--pc-variant", "strict", "--pc-iters", "3", NULL},
         {"--mode", "pc", "--pc-iters", "4", NULL},
         {"--mode", "dfa", NULL},
         {"--mode", "adfa", "--dfa-g", "sin", NULL},
         {"--mode", "pat", "--bean", "0.01", NULL},
         {"--mode", "bpstdp", NULL},
+        /* pruned at the start (the kill comes after: the resume finds the
+         * mask again), and after epoch 1 (the kill comes before it); only
+         * the final evaluation, so patctl eval below measures with the
+         * same device noise draws */
+        {"--mode", "pat", "--prune", "0.5", "--prune-after", "0", "--eval-every", "0", NULL},
+        {"--mode", "pat", "--prune", "0.5", "--prune-after", "1", "--epochs", "3", "--eval-every", "0", NULL},
     };
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 8; k++) {
         char ref[400], dir[400], log[420];
         snprintf(ref, sizeof(ref), "%s/rule%d-ref", tmp, k);
         snprintf(dir, sizeof(dir), "%s/rule%d", tmp, k);
@@ -463,7 +469,43 @@ static void test_rules_resume(void **state)
             assert_int_equal(tr, 2 * 60);
             assert_int_equal(pc, 2 * 2 * 60);
         }
+        if (k >= 6) {
+            /* the pruned half held at zero to the end: the final evaluation
+             * says so, and patctl eval --prune 0.5 of the last checkpoint
+             * finds nothing more to zero, so it measures the same */
+            long long total = q_int(ref, "SELECT prunable_entries FROM evaluation ORDER BY id DESC LIMIT 1");
+            long long cut = q_int(ref, "SELECT pruned_entries FROM evaluation ORDER BY id DESC LIMIT 1");
+            assert_int_equal(total, 26 * 208 + 52 * 51 / 2 + 26 * 25 / 2);
+            assert_int_equal(cut, 26 * 208 / 2 + (52 * 51 / 2 + 1) / 2 + (26 * 25 / 2 + 1) / 2);
+            assert_int_equal(q_int(ref, "SELECT COUNT(*) FROM log WHERE message LIKE 'pruned % of % weights and "
+                                        "couplings after epoch %'"), 1);
+            char *acc = q_text(ref, "SELECT printf('%.17g', accuracy) FROM evaluation ORDER BY id DESC LIMIT 1");
+            const char *e[] = {"eval", ref, "--prune", "0.5", "--quiet", NULL};
+            st = run_sync(log, e);
+            if (st)
+                print_log(log);
+            assert_int_equal(st, 0);
+            char *acc2 = q_text(ref, "SELECT printf('%.17g', accuracy) FROM evaluation ORDER BY id DESC LIMIT 1");
+            printf("  pruned %lld of %lld; the run's evaluation %s, patctl eval --prune 0.5 %s\n", cut, total, acc,
+                   acc2);
+            assert_string_equal(acc, acc2);
+            free(acc);
+            free(acc2);
+        }
     }
+    /* prune_after must leave an epoch to fine-tune */
+    char log[420], dir[400];
+    snprintf(log, sizeof(log), "%s/prunebad.log", tmp);
+    snprintf(dir, sizeof(dir), "%s/prunebad", tmp);
+    const char *bad[] = {"train", "--config", CONFIG, "--out", dir, "--quiet", "--prune", "0.5", "--prune-after", "2",
+                         NULL};
+    assert_int_not_equal(run_sync(log, bad), 0);
+    FILE *f = fopen(log, "r");
+    char text[4000] = "";
+    assert_non_null(f);
+    text[fread(text, 1, sizeof(text) - 1, f)] = 0;
+    fclose(f);
+    assert_non_null(strstr(text, "prune_after below epochs (2)"));
 }
 
 int main(void)
