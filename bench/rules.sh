@@ -9,7 +9,8 @@
 #                         epochs)
 #   bench/rules.sh bean   quickstart (PAT): without and with BEAN, then
 #                         patctl eval --prune over fractions of couplings, and
-#                         pruned during training (--prune) and fine-tuned
+#                         pruned during training (--prune, --prune-ramp) and
+#                         fine-tuned
 #   bench/rules.sh all    all three
 #
 # SEEDS="0 1 2" (default), OUT=runs/rules (default); every run stays in OUT
@@ -124,6 +125,21 @@ EOF
     for f in 0.5 0.75 0.9; do
         row "pruned $f, fine-tuned" "qs-prune$f-e3"
         row "BEAN α ${BEAN:-0.001}, pruned $f, fine-tuned" "qs-bean-prune$f-e3"
+    done
+    # 4 epochs: at once after epoch 3, or ramped up over epoch 3 (--prune-ramp
+    # 1, cubic), then 1 epoch fine-tuned at the full fraction
+    train qs-pat-e4 --epochs 4
+    for f in 0.5 0.75 0.9; do
+        train "qs-prune$f-e4" --epochs 4 --prune "$f" --prune-after 3
+        train "qs-ramp$f-e4" --epochs 4 --prune "$f" --prune-after 2 --prune-ramp 1
+        train "qs-bean-ramp$f-e4" --epochs 4 --prune "$f" --prune-after 2 --prune-ramp 1 --bean "${BEAN:-0.001}"
+    done
+    header "Quickstart PAT, 4 epochs: pruned at once after epoch 3, or ramped up during epoch 3 (--prune-after 2 --prune-ramp 1); then 1 epoch at the full fraction"
+    row "unpruned" qs-pat-e4
+    for f in 0.5 0.75 0.9; do
+        row "pruned $f at once" "qs-prune$f-e4"
+        row "pruned $f, ramped" "qs-ramp$f-e4"
+        row "BEAN α ${BEAN:-0.001}, pruned $f, ramped" "qs-bean-ramp$f-e4"
     done
 }
 

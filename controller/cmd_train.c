@@ -76,6 +76,10 @@ static void train_usage(FILE *f)
         "                    coupling matrix, as patctl eval --prune does, and train\n"
         "                    the remaining epochs with them held at zero\n"
         "  --prune-after E   epochs trained before pruning (default 1; < --epochs)\n"
+        "  --prune-ramp R    prune gradually: the fraction grows from 0 to F over R\n"
+        "                    epochs, step by step on a cubic schedule (Zhu & Gupta\n"
+        "                    2017), each step zeroing the smallest entries again\n"
+        "                    (default 0 = all at once; E + R < --epochs)\n"
         "  --prune-physical B 1 (default) | 0: prune physical coupling matrices too\n"
         "  --epochs N        epochs (default 2)\n"
         "  --train-limit N   first N training images (default 10000, 0 = all 60000)\n"
@@ -184,7 +188,8 @@ static void help_config(void)
            "  default cos); bean = alpha (BEAN regularisation, default 0 = off),\n"
            "  bean_physical = 1 | 0 (also on physical coupling matrices, default 1);\n"
            "  prune = F in [0, 1) (default 0 = off), prune_after = E epochs (default 1),\n"
-           "  prune_physical = 1 | 0: prune and fine-tune, see --prune;\n"
+           "  prune_ramp = R epochs (default 0 = at once), prune_physical = 1 | 0:\n"
+           "  prune and fine-tune, see --prune;\n"
            "  max_failed_steps = N device-faulted steps in a row skipped before the run\n"
            "  stops (0 = stop at the first).\n"
            "[logging] journal = all | every N | off; checkpoint_every = N steps (0 =\n"
@@ -287,6 +292,9 @@ static int parse_options(int argc, char **argv, train_cli *cli)
         } else if ((v = cli_opt_value(argc, argv, &i, "--prune-after"))) {
             if (parse_long(v, 0, TRAIN_MAX_EPOCHS, &l)) goto bad;
             c->prune_after = (int)l;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--prune-ramp"))) {
+            if (parse_long(v, 0, TRAIN_MAX_EPOCHS, &l)) goto bad;
+            c->prune_ramp = (int)l;
         } else if ((v = cli_opt_value(argc, argv, &i, "--prune-physical"))) {
             if (parse_long(v, 0, 1, &l)) goto bad;
             c->prune_physical = (int)l;

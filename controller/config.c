@@ -42,6 +42,7 @@ void config_defaults(run_config *c)
     c->bean_physical = 1;
     c->prune = 0.0;
     c->prune_after = 1;
+    c->prune_ramp = 0;
     c->prune_physical = 1;
     c->max_failed_steps = 5;
     c->journal = JOURNAL_ALL;
@@ -308,6 +309,7 @@ int config_equal(const run_config *a, const run_config *b, char *diff, size_t di
          b->bean_physical);
     DIFF(a->prune != b->prune, "[train] prune: %g vs %g", a->prune, b->prune);
     DIFF(a->prune_after != b->prune_after, "[train] prune_after: %d vs %d", a->prune_after, b->prune_after);
+    DIFF(a->prune_ramp != b->prune_ramp, "[train] prune_ramp: %d vs %d", a->prune_ramp, b->prune_ramp);
     DIFF(a->prune_physical != b->prune_physical, "[train] prune_physical: %d vs %d", a->prune_physical,
          b->prune_physical);
     DIFF(a->microbatches != b->microbatches, "[train] microbatches: %d vs %d", a->microbatches, b->microbatches);

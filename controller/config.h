@@ -118,6 +118,8 @@ typedef struct run_config {
     double prune;           /* fraction (0..1) of each matrix's smallest entries zeroed after
                                prune_after epochs and held at zero for the rest (0 = off) */
     int prune_after;        /* epochs trained before pruning (< epochs when prune > 0) */
+    int prune_ramp;         /* epochs over which the pruned fraction grows from 0 to prune,
+                               cubically, step by step (Zhu & Gupta 2017); 0 = all at once */
     int prune_physical;     /* 1 = prune physical coupling matrices too */
     int pc_line, dfa_line;  /* origin: line of the first pc_* / dfa_g key (0 = none;
                                ignored by config_equal) */

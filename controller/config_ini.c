@@ -478,13 +478,15 @@ static void train_key(parser *p, const char *k, const char *v)
         get_double(p, k, v, 0, 0, 1, 1, "a fraction in [0, 1)", &c->prune);
     } else if (strcmp(k, "prune_after") == 0) {
         get_int(p, k, v, 0, 1000, &c->prune_after);
+    } else if (strcmp(k, "prune_ramp") == 0) {
+        get_int(p, k, v, 0, 1000, &c->prune_ramp);
     } else if (strcmp(k, "prune_physical") == 0) {
         get_int(p, k, v, 0, 1, &c->prune_physical);
     } else {
         unknown_key(p, k, "mode, optimizer, lr, momentum, schedule, lr_gamma, lr_step, warmup, epochs, "
                     "batch, eval_batch, eval_inflight, microbatches, eval_every, seed, spsa_c, spsa_samples, "
                     "max_failed_steps, pc_variant, pc_eta, pc_iters, dfa_g, bean, bean_physical, prune, "
-                    "prune_after, prune_physical");
+                    "prune_after, prune_ramp, prune_physical");
     }
 }
 

@@ -92,7 +92,8 @@ char *config_format(const run_config *c)
     if (c->mode == MODE_ADFA)
         put(&b, "dfa_g = %s\n", dfa_g_name(c->dfa_g));
     put(&b, "bean = %.17g\nbean_physical = %d\n", c->bean, c->bean_physical);
-    put(&b, "prune = %.17g\nprune_after = %d\nprune_physical = %d\n", c->prune, c->prune_after, c->prune_physical);
+    put(&b, "prune = %.17g\nprune_after = %d\nprune_ramp = %d\nprune_physical = %d\n", c->prune, c->prune_after,
+        c->prune_ramp, c->prune_physical);
     put(&b, "\n[logging]\n");
     if (c->journal == JOURNAL_ALL)
         put(&b, "journal = all\n");

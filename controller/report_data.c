@@ -324,7 +324,9 @@ static int load_metrics(rep_run *r, char *err, size_t errlen)
     sqlite3_finalize(st);
     if (rc)
         return rc;
-    /* schema 3: pruned evaluations (prunable_entries > 0) are kept apart */
+    /* schema 3: patctl eval --prune's evaluations (prunable_entries > 0, of
+     * a checkpoint) are kept apart; training's own evaluations after train
+     * --prune (no checkpoint) stay on the accuracy curve */
     sqlite3_stmt *probe = NULL;
     int has_prune = sqlite3_prepare_v2(r->db, "SELECT prunable_entries FROM evaluation LIMIT 0", -1, &probe,
                                        NULL) == SQLITE_OK;
@@ -337,7 +339,7 @@ static int load_metrics(rep_run *r, char *err, size_t errlen)
     if (!st)
         return PATCTL_ERR_FORMAT;
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        if (has_prune && sqlite3_column_int64(st, 12) > 0) {
+        if (has_prune && sqlite3_column_int64(st, 12) > 0 && sqlite3_column_type(st, 13) != SQLITE_NULL) {
             rep_prune *p = realloc(r->prunes, sizeof(*p) * (size_t)(r->n_prunes + 1));
             if (!p) {
                 rc = PATCTL_ERR_NOMEM;
@@ -367,6 +369,8 @@ static int load_metrics(rep_run *r, char *err, size_t errlen)
         e->accuracy = dbl_col(st, 4);
         e->seconds = dbl_col(st, 5);
         e->nrmse = has_prune ? dbl_col(st, 14) : NAN;
+        if (has_prune && sqlite3_column_int64(st, 12) > 0)
+            e->pruned = (double)sqlite3_column_int64(st, 11) / (double)sqlite3_column_int64(st, 12);
         e->queries = sqlite3_column_int64(st, 6);
         e->classes = sqlite3_column_int(st, 7);
         e->t = dbl_col(st, 9);

@@ -62,6 +62,7 @@ typedef struct rep_eval {
     long n;
     double t, accuracy, seconds;
     double nrmse;          /* regression tasks (accuracy then NAN); NAN otherwise */
+    double pruned;         /* train --prune: share of the entries held at zero (0 = none) */
     long long queries;
     int *confusion;        /* [classes, classes] true x predicted, owned (NULL = none) */
 } rep_eval;

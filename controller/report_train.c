@@ -471,15 +471,24 @@ int report_confusion(rep_ctx *c)
     return fig_end(c, &fg);
 }
 
+/* The last evaluation of a run trained with train --prune (pruned and
+ * fine-tuned), or NULL. */
+static const rep_eval *fine_tuned_eval(const rep_run *r)
+{
+    const rep_eval *e = r->n_evals ? &r->evals[r->n_evals - 1] : NULL;
+    return e && e->pruned > 0 && isfinite(e->accuracy) ? e : NULL;
+}
+
 /* pruning.png: test accuracy on the device against the fraction of weights
  * and couplings pruned (patctl eval --prune), one line per run: how much a
- * regulariser such as BEAN lets be removed.  Drawn only when some run has
- * pruned evaluations (else nothing is missing: the figure does not apply). */
+ * regulariser such as BEAN lets be removed; a run pruned during training
+ * (train --prune) and fine-tuned is a star at its fraction.  Drawn only
+ * when some run has either (else the figure does not apply). */
 int report_pruning(rep_ctx *c)
 {
     int any = 0;
     for (int i = 0; i < c->n_runs; i++)
-        any |= c->runs[i].n_prunes > 0;
+        any |= c->runs[i].n_prunes > 0 || fine_tuned_eval(&c->runs[i]);
     if (!any)
         return 0;
     const char *name = "pruning", *title = "Accuracy against the fraction pruned";
@@ -490,14 +499,24 @@ int report_pruning(rep_ctx *c)
     snprintf(m->caption, sizeof(m->caption),
              "patctl eval --prune: each point is an evaluation on the device of a checkpoint after zeroing the "
              "given fraction of smallest-magnitude entries of every digital weight matrix and physical coupling "
-             "matrix (oscillator couplings as symmetric pairs); the number is the accuracy.%s",
-             c->n_runs > 1 ? " One line per run." : "");
+             "matrix (oscillator couplings as symmetric pairs); the number is the accuracy. A star: a run pruned "
+             "during training (patctl train --prune) and fine-tuned with the pruned entries held at zero, its "
+             "last evaluation.%s",
+             c->n_runs > 1 ? " One colour per run." : "");
     FILE *f = fg.f;
     char t[400];
     fprintf(f, "set xlabel 'fraction of weights / couplings pruned'\nset ylabel 'test accuracy on the device (%%)'\n"
                "set xrange [-0.02:1.02]\nset key bottom left\nset grid\n");
     for (int i = 0; i < c->n_runs; i++) {
         const rep_run *r = &c->runs[i];
+        const rep_eval *ft = fine_tuned_eval(r);
+        if (ft) {
+            fprintf(f, "$F%d << EOD\n", i);
+            gp_num(f, ft->pruned);
+            fputc(' ', f);
+            gp_num(f, 100.0 * ft->accuracy);
+            fprintf(f, "\nEOD\n");
+        }
         if (!r->n_prunes)
             continue;
         fprintf(f, "$P%d << EOD\n", i);
@@ -523,6 +542,15 @@ int report_pruning(rep_ctx *c)
     int k = 0;
     for (int i = 0; i < c->n_runs; i++) {
         const rep_run *r = &c->runs[i];
+        if (fine_tuned_eval(r)) {
+            char lab[300];
+            snprintf(lab, sizeof(lab), "%s: pruned in training, fine-tuned", r->label);
+            fprintf(f, "%s$F%d using 1:2 with points pt 3 ps 3 lw 2 lc rgb '%s' title %s, "
+                       "$F%d using 1:2:(sprintf('%%.1f', $2)) with labels offset 0,-1.5 font ',9' tc rgb '%s' notitle",
+                    k ? ", " : "", i, gp_color(i), gp_str(t, sizeof(t), lab), i,
+                    gp_color(i));
+            k++;
+        }
         if (!r->n_prunes)
             continue;
         fprintf(f, "%s$P%d using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title %s, "

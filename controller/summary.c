@@ -83,6 +83,7 @@ int summary_write(const char *dir, const run_config *c, const train_result *r,
     if (c->prune > 0) {
         cJSON_AddNumberToObject(o, "prune", c->prune);
         cJSON_AddNumberToObject(o, "prune_after", c->prune_after);
+        cJSON_AddNumberToObject(o, "prune_ramp", c->prune_ramp);
         cJSON_AddBoolToObject(o, "prune_physical", c->prune_physical);
     }
     cJSON_AddStringToObject(o, "config_source", c->source);

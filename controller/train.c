@@ -67,6 +67,8 @@ typedef struct trainer {
     dfa_state dfa;                /* modes dfa, adfa: feedback matrices, local rules */
     unsigned char *prune_mask;    /* [n_params] 1 = pruned, held at zero (NULL until [train]
                                      prune is applied after prune_after epochs) */
+    double prune_frac;            /* fraction the mask holds (0 = none yet; below prune
+                                     while prune_ramp grows it) */
     long pruned, prunable;        /* entries (couplings) pruned / prunable */
 
     long steps_per_epoch, total_steps;
@@ -530,32 +532,77 @@ static void set_context(trainer *t, const char *phase)
         runstore_set_context(t->rs, t->res->steps + 1, phase);
 }
 
-/* Prune ([train] prune): zero the fraction c->prune of each matrix's
- * smallest entries and keep the mask.  Applied once, after prune_after
- * epochs; on resume past that point the mask is found again the same way
- * (the pruned entries are exactly zero, so the smallest: the same ones). */
-static int prune_now(trainer *t, int announce)
+/* The fraction of each matrix pruned at training step g (0-based, over
+ * the whole run): 0 before prune_after epochs; then, over the K steps of
+ * prune_ramp epochs, F (1 - (1 - k/K)^3) at the k-th (k = 0..K; Zhu &
+ * Gupta 2017); F = [train] prune from then on. */
+static double prune_fraction(const trainer *t, long g)
+{
+    const run_config *c = t->c;
+    long g0 = (long)c->prune_after * t->steps_per_epoch, K = (long)c->prune_ramp * t->steps_per_epoch;
+    if (!(c->prune > 0) || g < g0)
+        return 0.0;
+    if (g >= g0 + K)
+        return c->prune;
+    double u = 1.0 - (double)(g - g0) / (double)K;
+    return c->prune * (1.0 - u * u * u);
+}
+
+static long step_index(const trainer *t)
+{
+    return (long)t->epoch * t->steps_per_epoch + t->pos / t->c->batch;
+}
+
+static void prune_log(trainer *t, const char *msg)
+{
+    progress_note(&t->pg, "%s\n", msg);
+    if (t->rs)
+        runstore_log(t->rs, "train", DEVLOG_INFO, msg);
+}
+
+/* Prune ([train] prune): zero the fraction f of each matrix's smallest
+ * entries and keep the mask.  Entries pruned before are exactly zero, so
+ * the smallest: a growing f keeps them and adds the next smallest, and a
+ * resumed run finds the mask of its last step again the same way. */
+static int prune_now(trainer *t, double f, int announce)
 {
     const run_config *c = t->c;
     if (!t->prune_mask && !(t->prune_mask = malloc((size_t)t->m.n_params)))
         return fail(t, PATCTL_ERR_NOMEM, "out of memory (prune mask)");
-    int rc = model_prune(&t->m, t->m.params, c->prune, c->prune_physical, &t->pruned, &t->prunable, t->prune_mask);
+    int rc = model_prune(&t->m, t->m.params, f, c->prune_physical, &t->pruned, &t->prunable, t->prune_mask);
     if (rc)
         return fail(t, rc, "prune: %s", patctl_strerror(rc));
     if (t->prunable == 0)
         return fail(t, PATCTL_ERR_ARG, "[train] prune: the model has no weight or coupling matrix to prune%s",
                     c->prune_physical ? "" : " (prune_physical = 0)");
+    t->prune_frac = f;
     model_project(&t->m);
-    if (announce) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "pruned %ld of %ld %s after epoch %d (fraction %g); the rest of the run "
+    if (announce && f == c->prune) {
+        char msg[240], ramp[64] = "";
+        if (c->prune_ramp > 0)
+            snprintf(ramp, sizeof(ramp), ", reached over %d epoch%s", c->prune_ramp, c->prune_ramp == 1 ? "" : "s");
+        snprintf(msg, sizeof(msg), "pruned %ld of %ld %s after epoch %d (fraction %g%s); the rest of the run "
                  "trains with them held at zero", t->pruned, t->prunable,
-                 c->prune_physical ? "weights and couplings" : "digital weights", t->epoch, c->prune);
-        progress_note(&t->pg, "%s\n", msg);
-        if (t->rs)
-            runstore_log(t->rs, "train", DEVLOG_INFO, msg);
+                 c->prune_physical ? "weights and couplings" : "digital weights", t->epoch, c->prune, ramp);
+        prune_log(t, msg);
     }
     return 0;
+}
+
+/* Before each training step: prune to the step's fraction if it grew. */
+static int prune_step(trainer *t)
+{
+    const run_config *c = t->c;
+    double f = prune_fraction(t, step_index(t));
+    if (!(f > 0) || f == t->prune_frac)
+        return 0;
+    if (t->prune_frac == 0 && f < c->prune) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "pruning from epoch %d on: the fraction grows step by step to %g over %d "
+                 "epoch%s (cubic schedule)", t->epoch + 1, c->prune, c->prune_ramp, c->prune_ramp == 1 ? "" : "s");
+        prune_log(t, msg);
+    }
+    return prune_now(t, f, 1);
 }
 
 /* The parameter update from grads [n_params]: + BEAN's gradient ([train]
@@ -793,7 +840,7 @@ static int eval_and_record(trainer *t)
         eval_record er = {.step = res->steps, .epoch = t->epoch + (t->pos > 0 ? 1 : 0), .n = t->te->n,
                           .accuracy = reg ? NAN : acc, .nrmse = reg ? acc : NAN, .seconds = now_seconds() - e0,
                           .device_queries = used.queries, .classes = reg ? 0 : 10,
-                          .confusion = &res->confusion[0][0], .pruned = t->prune_mask ? t->c->prune : 0,
+                          .confusion = &res->confusion[0][0], .pruned = t->prune_mask ? t->prune_frac : 0,
                           .pruned_entries = t->prune_mask ? t->pruned : 0,
                           .prunable_entries = t->prune_mask ? t->prunable : 0};
         if ((rc = runstore_evaluation(t->rs, &er)))
@@ -845,11 +892,6 @@ static int run_epochs(trainer *t)
     while (t->epoch < c->epochs) {
         if (t->pos == 0 && t->pg.epoch != t->epoch + 1)
             progress_epoch_begin(&t->pg, t->epoch + 1);
-        if (c->prune > 0 && t->pos == 0 && t->epoch == c->prune_after && !t->prune_mask) {
-            int rc = prune_now(t, 1);
-            if (rc)
-                return rc;
-        }
         while (t->pos < t->tr->n) {
             if (t->o->stop && *t->o->stop) {
                 t->res->interrupted = 1;
@@ -859,8 +901,11 @@ static int run_epochs(trainer *t)
              * step, so a checkpoint at pos 0 holds the state before it */
             if (t->pos == 0)
                 gsl_ran_shuffle(t->rng.r[STREAM_DATA], t->idx, (size_t)t->tr->n, sizeof(size_t));
+            int rc = prune_step(t);
+            if (rc)
+                return rc;
             int B = (int)((t->tr->n - t->pos) < c->batch ? (t->tr->n - t->pos) : c->batch);
-            int rc = train_step(t, B);
+            rc = train_step(t, B);
             if (rc < 0)
                 return rc;
             if (rc == 0 && c->checkpoint_every > 0 && t->res->steps % c->checkpoint_every == 0 && t->pos < t->tr->n &&
@@ -896,10 +941,11 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
         snprintf(err, errlen, "bean must be >= 0");
         return PATCTL_ERR_ARG;
     }
-    if (c->prune != 0 && !(c->prune > 0 && c->prune < 1 && c->prune_after >= 0 && c->prune_after < c->epochs)) {
-        snprintf(err, errlen, "[train] prune = %g, prune_after = %d: prune must be in [0, 1) and prune_after "
-                 "below epochs (%d), so the pruned network trains at least one epoch", c->prune, c->prune_after,
-                 c->epochs);
+    if (c->prune != 0 && !(c->prune > 0 && c->prune < 1 && c->prune_after >= 0 && c->prune_ramp >= 0 &&
+                           c->prune_after + c->prune_ramp < c->epochs)) {
+        snprintf(err, errlen, "[train] prune = %g, prune_after = %d, prune_ramp = %d: prune must be in [0, 1) and "
+                 "prune_after + prune_ramp below epochs (%d), so the pruned network trains at least one epoch",
+                 c->prune, c->prune_after, c->prune_ramp, c->epochs);
         return PATCTL_ERR_ARG;
     }
     if (train->h != test->h || train->w != test->w || train->n <= 0) {
@@ -924,8 +970,9 @@ int train_run(const run_config *c, const dataset *train, const dataset *test,
     if (o->resume) {
         if ((rc = trainer_restore(&t, o->resume)))
             goto out;
-        if (c->prune > 0 && (t.epoch > c->prune_after || (t.epoch == c->prune_after && t.pos > 0)) &&
-            (rc = prune_now(&t, 0)))
+        /* the mask of the last step before the checkpoint */
+        double f = step_index(&t) > 0 ? prune_fraction(&t, step_index(&t) - 1) : 0.0;
+        if (f > 0 && (rc = prune_now(&t, f, 0)))
             goto out;
         if (t.pos > 0 || t.epoch < c->epochs) {
             progress_epoch_begin(&t.pg, t.epoch + 1);

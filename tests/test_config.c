@@ -62,6 +62,7 @@ static const bad_case bad[] = {
     {HEAD "[train]\nbean_physical = 2\n", {"bad.ini:4:", "[train] bean_physical: expected an integer in 0..1", NULL}},
     {HEAD "[train]\nprune = 1\n", {"bad.ini:4:", "[train] prune: expected a fraction in [0, 1)", NULL}},
     {HEAD "[train]\nepochs = 3\nprune_after = -1\n", {"bad.ini:5:", "[train] prune_after: expected an integer in 0..1000", NULL}},
+    {HEAD "[train]\nprune_ramp = 1.5\n", {"bad.ini:4:", "[train] prune_ramp: expected an integer in 0..1000", NULL}},
     {HEAD "[train]\nprune_physical = x\n", {"bad.ini:4:", "[train] prune_physical: expected an integer in 0..1", NULL}},
     {HEAD DEV "dfa_roles = C:weight\n[train]\nmode = pat\n", {"bad.ini:6:", "[device a] dfa_roles: only used with mode = dfa, adfa or bpstdp", NULL}},
     {HEAD "[train]\nepochs = 1\nbatch = 8\nepochs = 2\n", {"bad.ini:6:", "[train] epochs: given twice", "line 4"}},
@@ -235,7 +236,7 @@ static void test_roundtrip(void **state)
     config_quickstart(&c);
     c.mode = MODE_PC, c.pc_variant = PC_STRICT, c.pc_eta = 0.3 / 7, c.pc_iters = 13, c.bean = 1e-3 / 3;
     c.bean_physical = 0;
-    c.prune = 0.75, c.prune_after = 3, c.prune_physical = 0, c.epochs = 5;
+    c.prune = 0.75, c.prune_after = 3, c.prune_ramp = 1, c.prune_physical = 0, c.epochs = 5;
     roundtrip(&c);
     config_quickstart(&c);
     c.mode = MODE_ADFA, c.dfa_g = DFA_G_SECH2;

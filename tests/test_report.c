@@ -281,6 +281,59 @@ static void test_compare(void **state)
     assert_false(exists(path));
 }
 
+/* ---- pruning ---- */
+
+/* pruning.png: patctl eval --prune's sweep is a line, a run pruned during
+ * training (train --prune) and fine-tuned a star at its fraction, and that
+ * run's own evaluations stay in its training record (not in the sweep). */
+static void test_pruning(void **state)
+{
+    (void)state;
+    train("--synthetic --epochs 1 --train-limit 320 --test-limit 200", "unpruned");
+    train("--synthetic --epochs 2 --train-limit 320 --test-limit 200 --prune 0.5 --prune-after 1", "pruned");
+    char cmd[1024], out[16384], dir[256], path[512];
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " eval %s/unpruned --prune 0,0.5,0.9 --quiet", tmp);
+    int st = run(cmd, out, sizeof(out));
+    if (st)
+        printf("%s", out);
+    assert_int_equal(st, 0);
+    /* one run alone: no sweep, but the star */
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " report %s/pruned", tmp);
+    st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
+    snprintf(path, sizeof(path), "%s/pruned/report/report.html", tmp);
+    char *html = slurp(path);
+    assert_non_null(html);
+    assert_non_null(strstr(html, "Evaluations on the device"));
+    free(html);
+    snprintf(dir, sizeof(dir), "%s/prune-cmp", tmp);
+    snprintf(cmd, sizeof(cmd), PATCTL_BIN " report %s/unpruned %s/pruned --out %s", tmp, tmp, dir);
+    st = run(cmd, out, sizeof(out));
+    printf("%s", out);
+    assert_int_equal(st, 0);
+    if (!have_gnuplot)
+        skip();
+    check_png(dir, "pruning");
+    snprintf(path, sizeof(path), "%s/pruning.gp", dir);
+    char *gp = slurp(path);
+    assert_non_null(gp);
+    assert_non_null(strstr(gp, "$P0 <<"));     /* the sweep of the unpruned run */
+    assert_null(strstr(gp, "$P1 <<"));         /* the pruned run has no sweep ... */
+    assert_non_null(strstr(gp, "$F1 <<"));     /* ... but its star, */
+    assert_null(strstr(gp, "$F0 <<"));
+    assert_non_null(strstr(gp, ": pruned in training, fine-tuned"));
+    /* at the fraction it held: 0.5 of every matrix, within rounding */
+    char *s = strstr(gp, "$F1 <<");
+    double frac = 0, acc = 0;
+    assert_int_equal(sscanf(strchr(s, '\n') + 1, "%lf %lf", &frac, &acc), 2);
+    assert_true(frac > 0.49 && frac < 0.51);
+    assert_true(acc >= 0 && acc <= 100);
+    free(gp);
+    snprintf(path, sizeof(path), "%s/pruned/report", tmp);
+    check_png(path, "pruning");
+}
+
 /* ---- missing data ---- */
 
 static void test_missing_data(void **state)
@@ -452,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_single_run),
         cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_pruning),
         cmocka_unit_test(test_missing_data),
         cmocka_unit_test(test_no_gnuplot),
         cmocka_unit_test(test_fit_outputs),

@@ -426,8 +426,10 @@ static void test_rules_resume(void **state)
          * same device noise draws */
         {"--mode", "pat", "--prune", "0.5", "--prune-after", "0", "--eval-every", "0", NULL},
         {"--mode", "pat", "--prune", "0.5", "--prune-after", "1", "--epochs", "3", "--eval-every", "0", NULL},
+        /* ramped over the first epoch: the kill comes mid-ramp */
+        {"--mode", "pat", "--prune", "0.5", "--prune-after", "0", "--prune-ramp", "1", "--eval-every", "0", NULL},
     };
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < 9; k++) {
         char ref[400], dir[400], log[420];
         snprintf(ref, sizeof(ref), "%s/rule%d-ref", tmp, k);
         snprintf(dir, sizeof(dir), "%s/rule%d", tmp, k);
@@ -479,6 +481,8 @@ static void test_rules_resume(void **state)
             assert_int_equal(cut, 26 * 208 / 2 + (52 * 51 / 2 + 1) / 2 + (26 * 25 / 2 + 1) / 2);
             assert_int_equal(q_int(ref, "SELECT COUNT(*) FROM log WHERE message LIKE 'pruned % of % weights and "
                                         "couplings after epoch %'"), 1);
+            assert_int_equal(q_int(ref, "SELECT COUNT(*) FROM log WHERE message LIKE 'pruning from epoch 1 on: %'"),
+                             k == 8);
             char *acc = q_text(ref, "SELECT printf('%.17g', accuracy) FROM evaluation ORDER BY id DESC LIMIT 1");
             const char *e[] = {"eval", ref, "--prune", "0.5", "--quiet", NULL};
             st = run_sync(log, e);
@@ -505,7 +509,7 @@ static void test_rules_resume(void **state)
     assert_non_null(f);
     text[fread(text, 1, sizeof(text) - 1, f)] = 0;
     fclose(f);
-    assert_non_null(strstr(text, "prune_after below epochs (2)"));
+    assert_non_null(strstr(text, "prune_after + prune_ramp below epochs (2)"));
 }
 
 int main(void)
