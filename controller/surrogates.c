@@ -35,6 +35,12 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
         if ((rc = options_int(o, no, "steps", 5, &steps, err, errlen)) ||
             (rc = options_float(o, no, "t_end", 0.5, &t_end, err, errlen)))
             goto out;
+        if (steps < 1 || steps > 100000 || !(t_end > 0 && t_end < 1e6)) {
+            snprintf(err, errlen, "options steps/t_end: expected steps 1..100000 and t_end > 0, got %ld, %g",
+                     steps, t_end);
+            rc = PATCTL_ERR_ARG;
+            goto out;
+        }
         osc_model m = osc_model_nominal(desc->n_in);
         m.steps = (int)steps;
         m.t_end = (float)t_end;
@@ -45,7 +51,7 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
         /* nominal SHG physics on the device's geometry (no dispersion, flat
          * response, no noise) */
         shg_model m;
-        if ((rc = shg_options_geometry(o, no, &m, err, errlen)))
+        if ((rc = shg_model_for_desc(desc, o, no, &m, err, errlen)))
             goto out;
         *out = surrogate_shg_new(&m);
         if (!*out)
@@ -53,7 +59,7 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
     } else if (strcmp(desc->model, "circuit") == 0) {
         /* nominal (datasheet) component values on the device's time grid */
         circuit_model m;
-        if ((rc = circuit_options_shape(o, no, &m, err, errlen)))
+        if ((rc = circuit_model_for_desc(desc, o, no, &m, err, errlen)))
             goto out;
         *out = surrogate_circuit_new(&m);
         if (!*out)
@@ -85,6 +91,11 @@ static int nominal_for_desc(surrogate **out, const char *name, const struct patc
     }
 out:
     free(o);
+    if (rc && errlen && strncmp(err, "device ", 7) != 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "device %s: %s", name, why);
+    }
     return rc;
 }
 
@@ -128,15 +139,25 @@ static int make_online(surrogate **out, const char *name, const struct patctl_de
     return *out ? 0 : PATCTL_ERR_NOMEM;
 }
 
-int surrogate_make(surrogate **out, const char *name, const struct patctl_device_desc *desc,
-                   const char *options, const char *spec, char *err, size_t errlen)
+static int make_spec(surrogate **out, const char *name, const struct patctl_device_desc *desc,
+                     const char *options, const char *spec, char *err, size_t errlen)
 {
-    *out = NULL;
     if (spec && strncmp(spec, "online", 6) == 0 && (spec[6] == ':' || spec[6] == ','))
         return make_online(out, name, desc, options, spec, err, errlen);
     if (!spec || !spec[0] || strcmp(spec, "nominal") == 0 || strcmp(spec, "strsbp") == 0)
         return nominal_for_desc(out, name, desc, options, spec && strcmp(spec, "strsbp") == 0, err,
                                 errlen);
+    if (strncmp(spec, "nominal:", 8) == 0) {
+        /* the spec's model options after the device's: the last one wins */
+        char merged[1024];
+        int n = snprintf(merged, sizeof(merged), "%s%s%s", options ? options : "",
+                         options && options[0] ? "," : "", spec + 8);
+        if (n < 0 || (size_t)n >= sizeof(merged)) {
+            snprintf(err, errlen, "device %s: surrogate '%s': options too long", name, spec);
+            return PATCTL_ERR_CONFIG;
+        }
+        return nominal_for_desc(out, name, desc, merged, 0, err, errlen);
+    }
     const char *path = NULL;
     size_t len = strlen(spec);
     if (strncmp(spec, "fitted:", 7) == 0)
@@ -144,7 +165,7 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
     else if (len > 5 && strcmp(spec + len - 5, ".json") == 0)
         path = spec;
     if (!path || !path[0]) {
-        snprintf(err, errlen, "device %s: surrogate '%s': expected nominal or fitted:PATH (a .json "
+        snprintf(err, errlen, "device %s: surrogate '%s': expected nominal[:K=V,...] or fitted:PATH (a .json "
                  "file written by patctl fit), optionally behind online[,every=N,window=W,lr=X,ls=1]:, "
                  "or strsbp (spiking devices)",
                  name, spec);
@@ -155,6 +176,29 @@ int surrogate_make(surrogate **out, const char *name, const struct patctl_device
     if (rc)
         snprintf(err, errlen, "device %s: surrogate: %s", name, ferr);
     return rc;
+}
+
+int surrogate_make(surrogate **out, const char *name, const struct patctl_device_desc *desc,
+                   const char *options, const char *spec, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = make_spec(out, name, desc, options, spec, err, errlen);
+    if (rc || !*out)
+        return rc;
+    long n_theta = 0;
+    for (int b = 0; b < desc->n_blocks; b++)
+        n_theta += (long)desc->blocks[b].rows * desc->blocks[b].cols;
+    surrogate *s = *out;
+    if (s->n_in != desc->n_in || s->n_out != desc->n_out || s->n_theta != n_theta) {
+        snprintf(err, errlen, "device %s: surrogate %s (%s) takes %d inputs, gives %d outputs and has %ld "
+                 "parameters, but the device (model %s) takes %d, gives %d and has %ld: give the device's "
+                 "geometry (surrogate = nominal:KEY=VALUE,...) or fit one (patctl fit)", name,
+                 spec && spec[0] ? spec : "nominal", s->ops->kind, s->n_in, s->n_out, s->n_theta, desc->model,
+                 desc->n_in, desc->n_out, n_theta);
+        surrogate_destroy(out);
+        return PATCTL_ERR_CONFIG;
+    }
+    return 0;
 }
 
 int surrogate_for_device(surrogate **out, const device *d, const char *options,

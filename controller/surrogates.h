@@ -3,6 +3,10 @@
  * NAME=SPEC`) is one of
  *   "" or "nominal"      the nominal physics of the simulated drivers' models
  *                        (oscillators, shg, circuit, reservoir, spiking);
+ *   "nominal:K=V,..."    the nominal model with these model options over the
+ *                        device's (e.g. bins=8 for an SHG device behind a
+ *                        server, whose driver options stay on the server;
+ *                        its sizes always come from the description);
  *   "strsbp"             spiking devices: the nominal chip with the ST-RSBP
  *                        spike-train level gradient instead of the
  *                        surrogate-gradient BPTT (surrogate/lif.h);
@@ -13,8 +17,9 @@
  *                        an oscillator SPEC that keeps learning during PAT
  *                        (surrogate/fit_online.h; model_observe()).
  * To add a device model: one branch in nominal_for_desc() (surrogates.c);
- * fitted kinds are loaded by fitted_load() (fit_store.c).  Caller owns the
- * result. */
+ * fitted kinds are loaded by fitted_load() (fit_store.c).  Whatever the
+ * spec, a surrogate whose sizes (n_in, n_out, parameters) differ from the
+ * description is refused with both shapes named.  Caller owns the result. */
 #ifndef PATCTL_SURROGATES_H
 #define PATCTL_SURROGATES_H
 

@@ -15,6 +15,8 @@
 #include <cjson/cJSON.h>
 
 #include "controller/fit_store.h"
+#include "devices/device.h"
+#include "devices/options.h"
 #include "controller/surrogates.h"
 #include "surrogate/fit_npy.h"
 
@@ -204,6 +206,105 @@ static void test_shg_consts(void **state)
     fit_set_free(&d);
 }
 
+/* The description of a locally opened device, and its options. */
+static struct patctl_device_desc describe(const char *driver, const char *opts)
+{
+    struct patctl_option *o = NULL;
+    int n = options_parse(opts, &o);
+    assert_true(n >= 0);
+    device *d = NULL;
+    char err[512] = "";
+    int rc = device_open(&d, "dev", driver, o, n, 1, err, sizeof(err));
+    if (rc)
+        printf("  %s\n", err);
+    assert_int_equal(rc, 0);
+    free(o);
+    struct patctl_device_desc desc = d->desc;
+    device_close(&d);
+    return desc;
+}
+
+/* y of a surrogate at fixed x and theta */
+static void forward_of(surrogate *s, int B, float *y)
+{
+    float *x = malloc(sizeof(float) * (size_t)B * (size_t)s->n_in);
+    float *th = malloc(sizeof(float) * (size_t)(s->n_theta + 1));
+    assert_non_null(x);
+    assert_non_null(th);
+    for (long i = 0; i < (long)B * s->n_in; i++)
+        x[i] = (float)(0.7 * sin(0.37 * (double)i));
+    for (long i = 0; i < s->n_theta; i++)
+        th[i] = (float)(0.4 * cos(0.91 * (double)i));
+    assert_int_equal(surrogate_forward(s, th, x, B, y), 0);
+    free(x);
+    free(th);
+}
+
+/* A device behind a server (remote) sends its description; its driver
+ * options stay on the server.  The nominal surrogate takes its sizes from
+ * the description, model options not in it from surrogate =
+ * nominal:K=V,...; a surrogate of another shape is refused. */
+static void test_surrogate_from_description(void **state)
+{
+    (void)state;
+    char err[768] = "";
+    const char *remote_opts = "endpoint=tcp://127.0.0.1:1,timeout_ms=100";
+    /* SHG with a non-default geometry: 16 input + 8 parameter pixels x 2 bins, 12 out */
+    const char *shg_opts = "n_in=16,n_par=8,bins=2,n_out=12";
+    struct patctl_device_desc desc = describe("shg", shg_opts);
+    surrogate *local = NULL, *remote = NULL, *guess = NULL;
+    assert_int_equal(surrogate_make(&local, "shg", &desc, shg_opts, "nominal", err, sizeof(err)), 0);
+    assert_int_equal(surrogate_make(&remote, "shg", &desc, remote_opts, "nominal:bins=2", err, sizeof(err)), 0);
+    /* without bins: the sizes still fit (bins defaults to 4), the physics differs */
+    assert_int_equal(surrogate_make(&guess, "shg", &desc, remote_opts, "nominal", err, sizeof(err)), 0);
+    assert_int_equal(remote->n_in, 16);
+    assert_int_equal(remote->n_out, 12);
+    assert_int_equal(remote->n_theta, 8);
+    float y1[3 * 12], y2[3 * 12], y3[3 * 12];
+    forward_of(local, 3, y1);
+    forward_of(remote, 3, y2);
+    forward_of(guess, 3, y3);
+    assert_memory_equal(y1, y2, sizeof(y1));
+    assert_memory_not_equal(y1, y3, sizeof(y1));
+    surrogate_destroy(&local);
+    surrogate_destroy(&remote);
+    surrogate_destroy(&guess);
+    /* circuit: 12 slots, 2 samples per slot; everything from the description */
+    const char *circ_opts = "n_in=12,sps=2";
+    desc = describe("circuit", circ_opts);
+    assert_int_equal(surrogate_make(&local, "circ", &desc, circ_opts, "nominal", err, sizeof(err)), 0);
+    assert_int_equal(surrogate_make(&remote, "circ", &desc, remote_opts, "nominal", err, sizeof(err)), 0);
+    assert_int_equal(remote->n_out, 24);
+    float c1[2 * 24], c2[2 * 24];
+    forward_of(local, 2, c1);
+    forward_of(remote, 2, c2);
+    assert_memory_equal(c1, c2, sizeof(c1));
+    surrogate_destroy(&local);
+    surrogate_destroy(&remote);
+    /* a description the circuit cannot have */
+    desc.n_out = 25;
+    assert_int_equal(surrogate_make(&remote, "circ", &desc, remote_opts, "nominal", err, sizeof(err)),
+                     PATCTL_ERR_ARG);
+    printf("  %s\n", err);
+    assert_non_null(strstr(err, "n_out = sps x n_in"));
+    assert_null(remote);
+    /* oscillators described with one output too many: refused, both shapes named */
+    desc = describe("oscillators", "n=10");
+    desc.n_out = 11;
+    assert_int_equal(surrogate_make(&remote, "osc10", &desc, "", "nominal", err, sizeof(err)), PATCTL_ERR_CONFIG);
+    printf("  %s\n", err);
+    assert_non_null(strstr(err, "takes 10 inputs, gives 10 outputs"));
+    assert_non_null(strstr(err, "takes 10, gives 11"));
+    assert_null(remote);
+    /* a bad model option in the spec: named, not "out of memory" */
+    desc.n_out = 10;
+    assert_int_equal(surrogate_make(&remote, "osc10", &desc, "", "nominal:steps=0", err, sizeof(err)),
+                     PATCTL_ERR_ARG);
+    printf("  %s\n", err);
+    assert_non_null(strstr(err, "device osc10: options steps/t_end"));
+    assert_null(remote);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -225,7 +326,7 @@ static void test_errors(void **state)
     snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --surrogate osc12=fancy --out %s/run4", cfg,
              dir);
     assert_int_equal(run(cmd, out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "expected nominal or fitted:PATH"));
+    assert_non_null(strstr(out, "expected nominal[:K=V,...] or fitted:PATH"));
     snprintf(cmd, sizeof(cmd), PATCTL_BIN " train --config %s --quiet --surrogate osc12=fitted:/nonexistent.json "
              "--out %s/run5", cfg, dir);
     assert_int_equal(run(cmd, out, sizeof(out)), 1);
@@ -261,6 +362,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_collect_fit_train),
         cmocka_unit_test(test_shg_consts),
+        cmocka_unit_test(test_surrogate_from_description),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -572,7 +572,10 @@ static void test_failed_steps_stop_run(void **state)
         c.train_limit = 192;
         c.test_limit = 100;
         make_remote(&c, 0, a0, NULL);
-        make_remote(&c, 1, a1, "timeout_ms=100,retries=1,backoff_ms=10,backoff_max_ms=20");
+        /* 500 ms: well above a live server's answer under ASan and load (a
+         * request that times out still counts towards the server's death
+         * after 2, which would leave 1 step, not 2) */
+        make_remote(&c, 1, a1, "timeout_ms=500,retries=1,backoff_ms=10,backoff_max_ms=20");
         snprintf(dir, sizeof(dir), "/tmp/patctl-test-%d-stop%d", (int)getpid(), k);
         snprintf(ini, sizeof(ini), "%s.ini", dir);
         char *text = config_format(&c);

@@ -371,12 +371,18 @@ static void test_strsbp_smoothed(void **state)
 static void test_surrogates(void **state)
 {
     (void)state;
-    struct patctl_device_desc desc = {0};
-    snprintf(desc.model, sizeof(desc.model), "spiking");
-    desc.n_in = 6, desc.n_out = 3;
     const char *opts = "n_in=6,n_out=3,timesteps=20,coding=latency";
     surrogate *s = NULL, *s2 = NULL;
     char err[512] = "";
+    /* the chip's own description (the surrogate must match its shape) */
+    struct patctl_option *o = NULL;
+    int no = options_parse(opts, &o);
+    assert_true(no >= 0);
+    device *d = NULL;
+    assert_int_equal(device_open(&d, "chip", "spiking", o, no, 3, err, sizeof(err)), 0);
+    free(o);
+    struct patctl_device_desc desc = d->desc;
+    device_close(&d);
     assert_int_equal(surrogate_make(&s, "chip", &desc, opts, "nominal", err, sizeof(err)), 0);
     assert_string_equal(s->ops->kind, "lif");
     assert_int_equal(s->n_theta, 3 * 7);

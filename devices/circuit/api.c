@@ -78,6 +78,25 @@ int circuit_options_shape(const struct patctl_option *o, int n, circuit_model *m
     return circuit_check(m, err, errlen);
 }
 
+int circuit_model_for_desc(const struct patctl_device_desc *desc, const struct patctl_option *o, int n,
+                           circuit_model *m, char *err, size_t errlen)
+{
+    int rc = circuit_options_shape(o, n, m, err, errlen);
+    if (rc)
+        return rc;
+    if (desc->n_in < 1 || desc->n_out < desc->n_in || desc->n_out % desc->n_in) {
+        snprintf(err, errlen, "circuit: description does not have the circuit's shape (n_out = sps x n_in, "
+                 "got n_in %d, n_out %d)", desc->n_in, desc->n_out);
+        return PATCTL_ERR_ARG;
+    }
+    if (m->n_in != desc->n_in || circuit_n_out(m) != desc->n_out) {
+        circuit_model g = circuit_model_nominal(desc->n_in, desc->n_out / desc->n_in);
+        g.substeps = m->substeps, g.t_slot = m->t_slot, g.nvt = m->nvt;
+        *m = g;
+    }
+    return circuit_check(m, err, errlen);
+}
+
 static void circuit_close(void *state)
 {
     circuit_dev *d = state;

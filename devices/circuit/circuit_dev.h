@@ -18,4 +18,10 @@ extern const char *const circuit_shape_keys[];
 int circuit_options_shape(const struct patctl_option *o, int n, circuit_model *m, char *err,
                           size_t errlen);
 
+/* The nominal model of a described circuit: substeps, t_slot_us and nvt
+ * from the options (defaults otherwise), n_in and sps = n_out / n_in from
+ * the description (what a device behind a server sends). */
+int circuit_model_for_desc(const struct patctl_device_desc *desc, const struct patctl_option *o, int n,
+                           circuit_model *m, char *err, size_t errlen);
+
 #endif

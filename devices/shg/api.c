@@ -79,6 +79,28 @@ int shg_options_geometry(const struct patctl_option *o, int n, shg_model *m, cha
     return shg_check(m, err, errlen);
 }
 
+int shg_model_for_desc(const struct patctl_device_desc *desc, const struct patctl_option *o, int n,
+                       shg_model *m, char *err, size_t errlen)
+{
+    int rc = shg_options_geometry(o, n, m, err, errlen);
+    if (rc)
+        return rc;
+    long n_par = 0;
+    for (int b = 0; b < desc->n_blocks; b++)
+        n_par += (long)desc->blocks[b].rows * desc->blocks[b].cols;
+    if (desc->n_blocks > 1 || n_par > 65536 || desc->n_in < 1 || desc->n_out < 1) {
+        snprintf(err, errlen, "shg: description does not have the SHG device's shape (one parameter "
+                 "block phi [n_par], n_in and n_out >= 1)");
+        return PATCTL_ERR_ARG;
+    }
+    if (m->n_in != desc->n_in || m->n_out != desc->n_out || m->n_par != n_par) {
+        shg_model g = shg_model_nominal(desc->n_in, (int)n_par, m->bins, desc->n_out);
+        g.bandwidth = m->bandwidth, g.span = m->span, g.phase_scale = m->phase_scale;
+        *m = g;
+    }
+    return shg_check(m, err, errlen);
+}
+
 static void shg_close(void *state)
 {
     shg_dev *d = state;

@@ -18,4 +18,11 @@ extern const char *const shg_geometry_keys[];
 int shg_options_geometry(const struct patctl_option *o, int n, shg_model *m, char *err,
                          size_t errlen);
 
+/* The nominal model of a described SHG device: bins, bandwidth, span and
+ * phase_scale from the options (defaults otherwise), the pixel counts from
+ * the description (n_in, n_out, n_par = its parameters), which a device
+ * behind a server (remote) sends while its options stay on the server. */
+int shg_model_for_desc(const struct patctl_device_desc *desc, const struct patctl_option *o, int n,
+                       shg_model *m, char *err, size_t errlen);
+
 #endif
