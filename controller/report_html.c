@@ -270,9 +270,12 @@ static void metrics_tables(FILE *f, const rep_run *r)
     }
     if (r->n_evals) {
         int reg = isfinite(r->evals[0].nrmse);
+        int pruned = 0;  /* train --prune: the share held at zero, a column */
+        for (int e = 0; e < r->n_evals; e++)
+            pruned |= r->evals[e].pruned > 0;
         fprintf(f, "<h3>Evaluations on the device</h3>\n<table><tr><th>#</th><th>step</th><th>epoch</th><th>%s</th>"
-                "<th>%s</th><th>seconds</th><th>device queries</th></tr>\n", reg ? "samples" : "images",
-                reg ? "NRMSE" : "accuracy");
+                "<th>%s</th><th>seconds</th><th>device queries</th>%s</tr>\n", reg ? "samples" : "images",
+                reg ? "NRMSE" : "accuracy", pruned ? "<th>weights / couplings held at zero</th>" : "");
         for (int e = 0; e < r->n_evals; e++) {
             const rep_eval *x = &r->evals[e];
             fprintf(f, "<tr><td>%ld</td><td>%ld</td><td>%d</td><td>%ld</td><td>", x->id, x->step, x->epoch, x->n);
@@ -282,7 +285,10 @@ static void metrics_tables(FILE *f, const rep_run *r)
                 num(f, 100 * x->accuracy, "%.2f %%");
             fputs("</td><td>", f);
             num(f, x->seconds, "%.1f");
-            fprintf(f, "</td><td>%lld</td></tr>\n", x->queries);
+            fprintf(f, "</td><td>%lld</td>", x->queries);
+            if (pruned)
+                fprintf(f, "<td>%.1f %%</td>", 100.0 * x->pruned);
+            fputs("</tr>\n", f);
         }
         fputs("</table>\n", f);
         const rep_eval *x = &r->evals[r->n_evals - 1];

@@ -306,6 +306,11 @@ static void test_pruning(void **state)
     char *html = slurp(path);
     assert_non_null(html);
     assert_non_null(strstr(html, "Evaluations on the device"));
+    /* its evaluations after epoch 1 say what was held at zero */
+    assert_non_null(strstr(html, "<th>weights / couplings held at zero</th>"));
+    assert_non_null(strstr(html, "<td>0.0 %</td>"));   /* epoch 1, before pruning */
+    assert_true(strstr(html, "<td>50.0 %</td>") || strstr(html, "<td>49.9 %</td>") ||
+                strstr(html, "<td>50.1 %</td>"));
     free(html);
     snprintf(dir, sizeof(dir), "%s/prune-cmp", tmp);
     snprintf(cmd, sizeof(cmd), PATCTL_BIN " report %s/unpruned %s/pruned --out %s", tmp, tmp, dir);
